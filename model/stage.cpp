@@ -137,7 +137,8 @@ MemoryPlan plan_stage_memory(const LlamaConfig& c, int layer_begin, int layer_en
   float* f;
   int32_t* t;
   carve_workspace(ws, d, last, &f, &f, &f, &f, &f, &f, &f, &t);
-  p.workspace_bytes = ws.bytes() + d.T * d.D * int64_t(sizeof(float));  // + RoPE table
+  ws.take<float>(d.T * d.D);  // the RoPE table
+  p.workspace_bytes = ws.bytes();
   return p;
 }
 
