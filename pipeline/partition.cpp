@@ -90,7 +90,8 @@ std::vector<double> type_weights(const std::string& pattern, const std::string& 
   try {
     re = std::regex(pattern, std::regex::ECMAScript | std::regex::icase);
   } catch (const std::regex_error& e) {
-    throw InputError(keys.method, fmt::format("'{}' is not a valid regular expression: {}", pattern, e.what()),
+    throw InputError(keys.method,
+                     fmt::format("'{}' is not a valid regular expression: {}", pattern, e.what()),
                      "the text after 'type:' is an ECMAScript regular expression, e.g. type:decoder");
   }
   std::vector<double> weights(layer_types.size(), 0.0);
@@ -122,12 +123,13 @@ std::vector<int> partition_layers(std::string_view method_in, int num_stages,
     throw InputError(keys.stages, fmt::format("{} pipeline stages requested", num_stages),
                      "use at least 1 stage");
   if (num_stages > num_layers)
-    throw InputError(keys.stages,
-                     fmt::format("{} pipeline stages for a model of {} layers: every stage needs at least one layer",
-                                 num_stages, num_layers),
-                     fmt::format("use at most {} stages (the embedding, each decoder layer and the head count "
-                                 "as one layer each)",
-                                 num_layers));
+    throw InputError(
+        keys.stages,
+        fmt::format("{} pipeline stages for a model of {} layers: every stage needs at least one layer",
+                    num_stages, num_layers),
+        fmt::format("use at most {} stages (the embedding, each decoder layer and the head count "
+                    "as one layer each)",
+                    num_layers));
 
   const std::string method = lower(method_in);
   if (method == "uniform") return partition_uniform(num_layers, num_stages);
@@ -138,7 +140,8 @@ std::vector<int> partition_layers(std::string_view method_in, int num_stages,
   if (method.rfind("type:", 0) == 0) {
     const size_t start = 5;
     const size_t stop = method.find(':', start);
-    const std::string pattern = method.substr(start, stop == std::string::npos ? std::string::npos : stop - start);
+    const std::string pattern =
+        method.substr(start, stop == std::string::npos ? std::string::npos : stop - start);
     return partition_balanced(type_weights(pattern, std::string(method_in), layer_types, keys), num_stages);
   }
   throw InputError(keys.method, fmt::format("unknown partition method '{}'", method_in),

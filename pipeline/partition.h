@@ -47,7 +47,6 @@ struct PartitionKeys {
 // layer) into `num_stages` stages, every stage getting at least one layer.
 std::vector<int> partition_layers(std::string_view method, int num_stages,
                                   const std::vector<std::string>& layer_types,
-                                  const std::vector<int64_t>& layer_params,
-                                  const PartitionKeys& keys = {});
+                                  const std::vector<int64_t>& layer_params, const PartitionKeys& keys = {});
 
 }  // namespace fm::pipeline

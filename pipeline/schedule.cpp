@@ -27,6 +27,14 @@ void append_optimizer_tail(Step& step) {
 
 bool is_even(int x) { return x % 2 == 0; }
 
+// Appends a stage's sends and receives of one step in the order that pairs blocking transfers.
+void append_transfers(Step& step, const Step& send, const Step& recv, bool sends_first) {
+  const Step& first = sends_first ? send : recv;
+  const Step& second = sends_first ? recv : send;
+  step.insert(step.end(), first.begin(), first.end());
+  step.insert(step.end(), second.begin(), second.end());
+}
+
 // Which micro-batch stage s works on in step t of 1F1B, and in which direction. Forwards of
 // micro-batch i run at step 2i+s, backwards at 2i+2p-s-1; the parities of step and stage pick one.
 struct Slot {
@@ -46,9 +54,12 @@ Slot one_f_one_b_slot(int step, int stages, int stage) {
 int num_buffers(ScheduleKind kind, int stages, int micro_batches, int stage) {
   check_shape(stages, micro_batches, stage);
   switch (kind) {
-    case ScheduleKind::OneFOneB: return std::max(2, std::min(stages - stage, micro_batches));
-    case ScheduleKind::GPipe: return micro_batches;
-    case ScheduleKind::Inference: return 2;
+    case ScheduleKind::OneFOneB:
+      return std::max(2, std::min(stages - stage, micro_batches));
+    case ScheduleKind::GPipe:
+      return micro_batches;
+    case ScheduleKind::Inference:
+      return 2;
   }
   FM_CHECK(false, "unknown schedule kind");
   return 0;
@@ -56,8 +67,12 @@ int num_buffers(ScheduleKind kind, int stages, int micro_batches, int stage) {
 
 Schedule train_schedule_1f1b(int stages, int micro_batches, int stage) {
   check_shape(stages, micro_batches, stage);
-  Schedule sch{ScheduleKind::OneFOneB, stages, micro_batches, stage,
-               num_buffers(ScheduleKind::OneFOneB, stages, micro_batches, stage), {}};
+  Schedule sch{ScheduleKind::OneFOneB,
+               stages,
+               micro_batches,
+               stage,
+               num_buffers(ScheduleKind::OneFOneB, stages, micro_batches, stage),
+               {}};
   const int nbuf = sch.num_buffers;
   const bool has_prev = stage > 0, has_next = stage < stages - 1;
   const bool loads = stage == 0 || stage == stages - 1;
@@ -104,16 +119,12 @@ Schedule train_schedule_gpipe(int stages, int micro_batches, int stage) {
   const int phase_steps = micro_batches + stages - 1;
 
   for (int t = 0; t < phase_steps; ++t) {
-    const int mb = t - stage;       // forwarded now
-    const int sent = mb - 1;        // forwarded in the previous step
-    Step step;
-    Step send, recv;
+    const int mb = t - stage;  // forwarded now
+    const int sent = mb - 1;   // forwarded in the previous step
+    Step step, send, recv;
     if (has_next && valid(sent)) send.push_back(op(K::SendActivation, sent, sent));
     if (has_prev && valid(mb)) recv.push_back(op(K::RecvActivation, mb, mb));
-    const Step& first = sends_first ? send : recv;
-    const Step& second = sends_first ? recv : send;
-    step.insert(step.end(), first.begin(), first.end());
-    step.insert(step.end(), second.begin(), second.end());
+    append_transfers(step, send, recv, sends_first);
     if (loads && valid(mb)) step.push_back(op(K::LoadMicroBatch, mb, mb));
     if (valid(mb)) step.push_back(op(K::ForwardPass, mb, mb));
     sch.steps.push_back(std::move(step));
@@ -121,16 +132,12 @@ Schedule train_schedule_gpipe(int stages, int micro_batches, int stage) {
   for (int t = 0; t < phase_steps; ++t) {
     const int j = t - (stages - 1 - stage);  // index of the backward in this stage's order
     const int mb = micro_batches - 1 - j;
-    const int sent = mb + 1;                 // backwarded in the previous step
-    Step step;
-    Step send, recv;
-    if (has_prev && j - 1 >= 0 && valid(sent)) send.push_back(op(K::SendGrad, sent, sent));
-    if (has_next && j >= 0 && valid(mb)) recv.push_back(op(K::RecvGrad, mb, mb));
-    const Step& first = sends_first ? send : recv;
-    const Step& second = sends_first ? recv : send;
-    step.insert(step.end(), first.begin(), first.end());
-    step.insert(step.end(), second.begin(), second.end());
-    if (j >= 0 && valid(mb)) step.push_back(op(K::BackwardPass, mb, mb));
+    const int sent = mb + 1;  // backwarded in the previous step
+    Step step, send, recv;
+    if (has_prev && valid(sent)) send.push_back(op(K::SendGrad, sent, sent));
+    if (has_next && valid(mb)) recv.push_back(op(K::RecvGrad, mb, mb));
+    append_transfers(step, send, recv, sends_first);
+    if (valid(mb)) step.push_back(op(K::BackwardPass, mb, mb));
     if (t == phase_steps - 1) append_optimizer_tail(step);
     sch.steps.push_back(std::move(step));
   }
@@ -169,9 +176,12 @@ Schedule inference_schedule(int stages, int micro_batches, int stage) {
 
 Schedule make_schedule(ScheduleKind kind, int stages, int micro_batches, int stage) {
   switch (kind) {
-    case ScheduleKind::OneFOneB: return train_schedule_1f1b(stages, micro_batches, stage);
-    case ScheduleKind::GPipe: return train_schedule_gpipe(stages, micro_batches, stage);
-    case ScheduleKind::Inference: return inference_schedule(stages, micro_batches, stage);
+    case ScheduleKind::OneFOneB:
+      return train_schedule_1f1b(stages, micro_batches, stage);
+    case ScheduleKind::GPipe:
+      return train_schedule_gpipe(stages, micro_batches, stage);
+    case ScheduleKind::Inference:
+      return inference_schedule(stages, micro_batches, stage);
   }
   FM_CHECK(false, "unknown schedule kind");
   return {};
@@ -179,9 +189,12 @@ Schedule make_schedule(ScheduleKind kind, int stages, int micro_batches, int sta
 
 std::string_view schedule_kind_name(ScheduleKind kind) {
   switch (kind) {
-    case ScheduleKind::OneFOneB: return "1f1b";
-    case ScheduleKind::GPipe: return "gpipe";
-    case ScheduleKind::Inference: return "inference";
+    case ScheduleKind::OneFOneB:
+      return "1f1b";
+    case ScheduleKind::GPipe:
+      return "gpipe";
+    case ScheduleKind::Inference:
+      return "inference";
   }
   return "?";
 }
@@ -198,16 +211,26 @@ bool parse_schedule_kind(std::string_view name, ScheduleKind& out) {
 
 std::string_view instruction_name(InstructionKind kind) {
   switch (kind) {
-    case K::LoadMicroBatch: return "LoadMicroBatch";
-    case K::ForwardPass: return "ForwardPass";
-    case K::BackwardPass: return "BackwardPass";
-    case K::SendActivation: return "SendActivation";
-    case K::RecvActivation: return "RecvActivation";
-    case K::SendGrad: return "SendGrad";
-    case K::RecvGrad: return "RecvGrad";
-    case K::ReduceTiedGrads: return "ReduceTiedGrads";
-    case K::ReduceGrads: return "ReduceGrads";
-    case K::OptimizerStep: return "OptimizerStep";
+    case K::LoadMicroBatch:
+      return "LoadMicroBatch";
+    case K::ForwardPass:
+      return "ForwardPass";
+    case K::BackwardPass:
+      return "BackwardPass";
+    case K::SendActivation:
+      return "SendActivation";
+    case K::RecvActivation:
+      return "RecvActivation";
+    case K::SendGrad:
+      return "SendGrad";
+    case K::RecvGrad:
+      return "RecvGrad";
+    case K::ReduceTiedGrads:
+      return "ReduceTiedGrads";
+    case K::ReduceGrads:
+      return "ReduceGrads";
+    case K::OptimizerStep:
+      return "OptimizerStep";
   }
   return "?";
 }

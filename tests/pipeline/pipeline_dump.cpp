@@ -96,7 +96,8 @@ std::string answer(const std::string& request) {
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
-  if (mode == "schedules" && argc == 5) return dump_schedules(argv[2], std::stoi(argv[3]), std::stoi(argv[4]));
+  if (mode == "schedules" && argc == 5)
+    return dump_schedules(argv[2], std::stoi(argv[3]), std::stoi(argv[4]));
   if (mode == "partition" && argc == 2) {
     for (std::string line; std::getline(std::cin, line);)
       if (!line.empty()) std::printf("%s\n", answer(line).c_str());

@@ -1,5 +1,4 @@
 #include <doctest/doctest.h>
-
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -21,11 +20,16 @@ bool is_train(ScheduleKind kind) { return kind != ScheduleKind::Inference; }
 // The stage a transfer goes to or comes from.
 int peer(const Instruction& in, int stage) {
   switch (in.kind) {
-    case K::SendActivation: return stage + 1;
-    case K::RecvGrad: return stage + 1;
-    case K::SendGrad: return stage - 1;
-    case K::RecvActivation: return stage - 1;
-    default: return -1;
+    case K::SendActivation:
+      return stage + 1;
+    case K::RecvGrad:
+      return stage + 1;
+    case K::SendGrad:
+      return stage - 1;
+    case K::RecvActivation:
+      return stage - 1;
+    default:
+      return -1;
   }
 }
 
@@ -76,8 +80,8 @@ bool run_step_blocking(const std::vector<Schedule>& stages, size_t t, std::strin
 }
 
 // Per-stage checks of one schedule: each micro-batch is loaded/received, forwarded, sent,
-// (for training) backwarded exactly once and in that order; a micro-batch keeps one buffer from its first to its
-// last instruction and no two micro-batches share a buffer while both are in use; the number of
+// (for training) backwarded exactly once and in that order; a micro-batch keeps one buffer from its first to
+// its last instruction and no two micro-batches share a buffer while both are in use; the number of
 // micro-batches between forward and backward stays within `max_live`.
 void check_stage(const Schedule& sch, int max_live) {
   const int p = sch.stages, m = sch.micro_batches, s = sch.stage;
@@ -86,8 +90,8 @@ void check_stage(const Schedule& sch, int max_live) {
   CAPTURE(m);
   CAPTURE(s);
   std::map<std::pair<int, int>, std::vector<int>> when;  // (kind, mb) -> instruction positions
-  std::map<int, std::set<int>> buffers_of;                // mb -> buffers it used
-  std::map<int, std::pair<int, int>> span;                // mb -> first/last position
+  std::map<int, std::set<int>> buffers_of;               // mb -> buffers it used
+  std::map<int, std::pair<int, int>> span;               // mb -> first/last position
   int pos = 0, live = 0, max_seen = 0;
   int tails = 0;
   for (size_t t = 0; t < sch.steps.size(); ++t) {
