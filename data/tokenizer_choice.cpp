@@ -1,0 +1,48 @@
+#include "data/tokenizer_choice.h"
+
+#include <filesystem>
+
+#include "data/hash.h"
+#include "runtime/base/error.h"
+
+#if __has_include("data/tokenizer/hf_tokenizer.h")
+#include "data/tokenizer/hf_tokenizer.h"
+#define FM_DATA_HAVE_HF_TOKENIZER 1
+#endif
+
+namespace fm::data {
+
+std::string tokenizer_file(const std::string& spec, const std::string& where) {
+  if (spec.empty() || spec == "byte" || spec == "byte-level") return {};
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path path(spec);
+  if (fs::is_directory(path, ec)) path /= "tokenizer.json";
+  if (!fs::is_regular_file(path, ec))
+    throw InputError(where, "no tokenizer at '" + path.string() + "'",
+                     "give a tokenizer.json file, a directory holding one, or leave it out for byte-level");
+  return path.string();
+}
+
+uint64_t tokenizer_fingerprint(const std::string& spec, const std::string& where) {
+  std::string file = tokenizer_file(spec, where);
+  return file.empty() ? hash_bytes("byte-level") : hash_file(file);
+}
+
+ChosenTokenizer choose_tokenizer(const std::string& spec, const std::string& where) {
+  ChosenTokenizer out;
+  out.file = tokenizer_file(spec, where);
+  out.fingerprint = tokenizer_fingerprint(spec, where);
+  if (out.file.empty()) {
+    out.tokenizer = std::make_unique<ByteTokenizer>();
+    return out;
+  }
+#ifdef FM_DATA_HAVE_HF_TOKENIZER
+  out.tokenizer = load_hf_tokenizer(out.file);
+#else
+  throw InputError(where, "this build has no Hugging Face tokenizer support");
+#endif
+  return out;
+}
+
+}  // namespace fm::data
