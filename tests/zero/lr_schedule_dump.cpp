@@ -9,6 +9,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -22,104 +23,78 @@ using namespace fm::zero;
 
 struct Fields {
   std::string key, value;
-  double as_double() const {
-    double d = 0;
-    if (!fm::parse_double(value, d)) throw std::runtime_error("bad number for " + key + ": " + value);
-    return d;
-  }
-  int64_t as_int() const {
-    long long i = 0;
-    if (!fm::parse_int64(value, i)) throw std::runtime_error("bad integer for " + key + ": " + value);
-    return i;
-  }
-  bool as_bool() const { return value == "true" || value == "True" || value == "1"; }
-  WarmupType as_warmup() const { return value == "linear" ? WarmupType::Linear : WarmupType::Log; }
 };
+
+// Parses f.value into `field` when f.key is `key`.
+bool take(const Fields& f, const char* key, double& field) {
+  if (f.key != key) return false;
+  if (!fm::parse_double(f.value, field)) throw std::runtime_error("bad number for " + f.key + ": " + f.value);
+  return true;
+}
+bool take(const Fields& f, const char* key, int64_t& field) {
+  if (f.key != key) return false;
+  long long i = 0;
+  if (!fm::parse_int64(f.value, i)) throw std::runtime_error("bad integer for " + f.key + ": " + f.value);
+  field = i;
+  return true;
+}
+bool take(const Fields& f, const char* key, std::optional<int64_t>& field) {
+  int64_t i = 0;
+  if (!take(f, key, i)) return false;
+  field = i;
+  return true;
+}
+bool take(const Fields& f, const char* key, bool& field) {
+  if (f.key != key) return false;
+  field = f.value == "true";
+  return true;
+}
+bool take(const Fields& f, const char* key, WarmupType& field) {
+  if (f.key != key) return false;
+  field = f.value == "linear" ? WarmupType::Linear : WarmupType::Log;
+  return true;
+}
 
 [[noreturn]] void unknown(const Fields& f) { throw std::runtime_error("unknown key " + f.key); }
 
 void set(WarmupLRParams& p, const Fields& f) {
-  if (f.key == "warmup_min_lr")
-    p.warmup_min_lr = f.as_double();
-  else if (f.key == "warmup_max_lr")
-    p.warmup_max_lr = f.as_double();
-  else if (f.key == "warmup_num_steps")
-    p.warmup_num_steps = f.as_int();
-  else if (f.key == "warmup_type")
-    p.warmup_type = f.as_warmup();
-  else
+  if (!(take(f, "warmup_min_lr", p.warmup_min_lr) || take(f, "warmup_max_lr", p.warmup_max_lr) ||
+        take(f, "warmup_num_steps", p.warmup_num_steps) || take(f, "warmup_type", p.warmup_type)))
     unknown(f);
 }
 
 void set(WarmupDecayLRParams& p, const Fields& f) {
-  if (f.key == "total_num_steps")
-    p.total_num_steps = f.as_int();
-  else if (f.key == "warmup_min_lr")
-    p.warmup_min_lr = f.as_double();
-  else if (f.key == "warmup_max_lr")
-    p.warmup_max_lr = f.as_double();
-  else if (f.key == "warmup_num_steps")
-    p.warmup_num_steps = f.as_int();
-  else if (f.key == "warmup_type")
-    p.warmup_type = f.as_warmup();
-  else
+  if (!(take(f, "total_num_steps", p.total_num_steps) || take(f, "warmup_min_lr", p.warmup_min_lr) ||
+        take(f, "warmup_max_lr", p.warmup_max_lr) || take(f, "warmup_num_steps", p.warmup_num_steps) ||
+        take(f, "warmup_type", p.warmup_type)))
     unknown(f);
 }
 
 void set(WarmupCosineLRParams& p, const Fields& f) {
-  if (f.key == "total_num_steps")
-    p.total_num_steps = f.as_int();
-  else if (f.key == "warmup_min_ratio")
-    p.warmup_min_ratio = f.as_double();
-  else if (f.key == "warmup_num_steps")
-    p.warmup_num_steps = f.as_int();
-  else if (f.key == "cos_min_ratio")
-    p.cos_min_ratio = f.as_double();
-  else if (f.key == "warmup_type")
-    p.warmup_type = f.as_warmup();
-  else
+  if (!(take(f, "total_num_steps", p.total_num_steps) || take(f, "warmup_min_ratio", p.warmup_min_ratio) ||
+        take(f, "warmup_num_steps", p.warmup_num_steps) || take(f, "cos_min_ratio", p.cos_min_ratio) ||
+        take(f, "warmup_type", p.warmup_type)))
     unknown(f);
 }
 
 void set(OneCycleParams& p, const Fields& f) {
-  if (f.key == "cycle_min_lr")
-    p.cycle_min_lr = f.as_double();
-  else if (f.key == "cycle_max_lr")
-    p.cycle_max_lr = f.as_double();
-  else if (f.key == "decay_lr_rate")
-    p.decay_lr_rate = f.as_double();
-  else if (f.key == "cycle_first_step_size")
-    p.cycle_first_step_size = f.as_int();
-  else if (f.key == "cycle_second_step_size")
-    p.cycle_second_step_size = f.as_int();
-  else if (f.key == "cycle_first_stair_count")
-    p.cycle_first_stair_count = f.as_int();
-  else if (f.key == "cycle_second_stair_count")
-    p.cycle_second_stair_count = f.as_int();
-  else if (f.key == "decay_step_size")
-    p.decay_step_size = f.as_int();
-  else if (f.key == "cycle_momentum")
-    p.cycle_momentum = f.as_bool();
-  else if (f.key == "cycle_min_mom")
-    p.cycle_min_mom = f.as_double();
-  else if (f.key == "cycle_max_mom")
-    p.cycle_max_mom = f.as_double();
-  else if (f.key == "decay_mom_rate")
-    p.decay_mom_rate = f.as_double();
-  else
+  if (!(take(f, "cycle_min_lr", p.cycle_min_lr) || take(f, "cycle_max_lr", p.cycle_max_lr) ||
+        take(f, "decay_lr_rate", p.decay_lr_rate) ||
+        take(f, "cycle_first_step_size", p.cycle_first_step_size) ||
+        take(f, "cycle_second_step_size", p.cycle_second_step_size) ||
+        take(f, "cycle_first_stair_count", p.cycle_first_stair_count) ||
+        take(f, "cycle_second_stair_count", p.cycle_second_stair_count) ||
+        take(f, "decay_step_size", p.decay_step_size) || take(f, "cycle_momentum", p.cycle_momentum) ||
+        take(f, "cycle_min_mom", p.cycle_min_mom) || take(f, "cycle_max_mom", p.cycle_max_mom) ||
+        take(f, "decay_mom_rate", p.decay_mom_rate)))
     unknown(f);
 }
 
 void set(LRRangeTestParams& p, const Fields& f) {
-  if (f.key == "lr_range_test_min_lr")
-    p.lr_range_test_min_lr = f.as_double();
-  else if (f.key == "lr_range_test_step_size")
-    p.lr_range_test_step_size = f.as_int();
-  else if (f.key == "lr_range_test_step_rate")
-    p.lr_range_test_step_rate = f.as_double();
-  else if (f.key == "lr_range_test_staircase")
-    p.lr_range_test_staircase = f.as_bool();
-  else
+  if (!(take(f, "lr_range_test_min_lr", p.lr_range_test_min_lr) ||
+        take(f, "lr_range_test_step_size", p.lr_range_test_step_size) ||
+        take(f, "lr_range_test_step_rate", p.lr_range_test_step_rate) ||
+        take(f, "lr_range_test_staircase", p.lr_range_test_staircase)))
     unknown(f);
 }
 
