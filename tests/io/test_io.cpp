@@ -15,6 +15,7 @@
 #include "model/io/hf_checkpoint.h"
 #include "model/io/safetensors.h"
 #include "runtime/base/error.h"
+#include "tests/model/test_configs.h"
 
 using namespace fm::model;
 using namespace fm::model::io;
@@ -37,15 +38,8 @@ struct TempDir {
 };
 
 LlamaConfig small_config(bool tied) {
-  LlamaConfig c;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 3;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 4;
-  c.vocab_size = 37;
-  c.tie_word_embeddings = tied;
+  LlamaConfig c = fm::model::testing::make_config(
+      {.hidden = 16, .intermediate = 24, .layers = 3, .head_dim = 4, .vocab = 37, .tied = tied});
   c.bos_token_id = 1;
   c.eos_token_id = 2;
   return c;

@@ -26,10 +26,12 @@ CASES = [
     ("mha-untied", dict(num_attention_heads=4, num_key_value_heads=4), (2, 12), [None, "0,2,4"], None),
     ("gqa-tied-theta500k", dict(num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
                                 rope_theta=500000.0), (2, 12), [None, "0,1,4", "0,3,4"], None),
+    # head_dim 8 at theta 500000 has wavelengths 6.3, 167, 4443 and 118k positions: with an original
+    # context of 256 they fall in all three llama3 regimes (kept, smoothed, divided by the factor).
     ("gqa8-llama3-scaling", dict(num_attention_heads=8, num_key_value_heads=2, head_dim=8,
-                                 rope_theta=500000.0, max_position_embeddings=256,
+                                 rope_theta=500000.0, max_position_embeddings=1024,
                                  rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
-                                                   high_freq_factor=4.0, original_max_position_embeddings=64)),
+                                                   high_freq_factor=4.0, original_max_position_embeddings=256)),
      (1, 40), [None], None),
     ("mqa-untied-sharded", dict(num_attention_heads=4, num_key_value_heads=1), (3, 7), [None, "0,2,3,4"],
      "30KB"),
@@ -87,6 +89,7 @@ def main():
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), targets.reshape(-1),
                                                      ignore_index=-100, reduction="mean")
             loss.backward()
+            loss = loss.item()
             ref_grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
 
             batch = os.path.join(tmp, name + ".batch.json")
@@ -102,7 +105,7 @@ def main():
                     continue
                 ours = load_file(out)
                 checks = [("logits", rel(ours["logits"], logits.detach().reshape(-1, V))),
-                          ("loss", abs(float(ours["loss"][0]) - float(loss)) / abs(float(loss)))]
+                          ("loss", abs(float(ours["loss"][0]) - loss) / abs(loss))]
                 if set(ours) - {"logits", "loss"} != set(ref_grads):
                     failures.append(f"{label}: gradient names differ: "
                                     f"{sorted(set(ours) ^ set(ref_grads) - {'logits', 'loss'})}")
@@ -110,7 +113,7 @@ def main():
                     if n in ours:
                         checks.append((n, rel(ours[n], ref)))
                 worst = max(checks, key=lambda c: c[1])
-                print(f"{label}: loss {float(loss):.6f}, worst relative difference {worst[1]:.2e} ({worst[0]})")
+                print(f"{label}: loss {loss:.6f}, worst relative difference {worst[1]:.2e} ({worst[0]})")
                 failures += [f"{label}: {n} differs by {r:.2e} relative" for n, r in checks if not r < TOL]
     if failures:
         print("\n".join(["FAIL"] + failures))

@@ -9,23 +9,13 @@
 #include "model/init.h"
 #include "model/llama_config.h"
 #include "model/param_layout.h"
+#include "tests/model/test_configs.h"
 
 using namespace fm::model;
 
 namespace {
 
-LlamaConfig small_config(bool tied) {
-  LlamaConfig c;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 4;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.vocab_size = 50;
-  c.tie_word_embeddings = tied;
-  return c;
-}
+LlamaConfig small_config(bool tied) { return testing::make_config({.tied = tied}); }
 
 }  // namespace
 

@@ -12,6 +12,7 @@
 
 #include "kernels/cpu/cpu_ops.h"
 #include "model/stage.h"
+#include "tests/model/test_configs.h"
 #include "runtime/base/error.h"
 
 using namespace fm::model;
@@ -19,18 +20,7 @@ using namespace fm::model;
 namespace {
 
 LlamaConfig tiny_config(bool tied, int layers = 3) {
-  LlamaConfig c;
-  c.hidden_size = 32;
-  c.intermediate_size = 40;
-  c.num_hidden_layers = layers;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.vocab_size = 61;
-  c.max_position_embeddings = 64;
-  c.rms_norm_eps = 1e-5;
-  c.rope_theta = 10000;
-  c.tie_word_embeddings = tied;
+  LlamaConfig c = testing::make_config({.intermediate = 40, .layers = layers, .vocab = 61, .tied = tied});
   c.initializer_range = 0.1;  // larger than 0.02 so every path carries a visible gradient
   return c;
 }
@@ -314,14 +304,8 @@ TEST_CASE("stage: memory plan and FLOP count") {
   }
 
   // Llama-3-8B at T=8192: N_matmul = 7.50B, 6N = 45.0 GF, 12 L d T = 12.9 GF.
-  LlamaConfig l3;
-  l3.hidden_size = 4096;
-  l3.intermediate_size = 14336;
-  l3.num_hidden_layers = 32;
-  l3.num_attention_heads = 32;
-  l3.num_key_value_heads = 8;
-  l3.head_dim = 128;
-  l3.vocab_size = 128256;
+  const LlamaConfig l3 = testing::make_config(
+      {.hidden = 4096, .intermediate = 14336, .layers = 32, .heads = 32, .kv_heads = 8, .head_dim = 128, .vocab = 128256});
   CHECK(matmul_param_count(l3) == 7'504'658'432);
   CHECK(flops_per_token(l3, 8192) == doctest::Approx(57.9e9).epsilon(0.002));
 }
