@@ -127,8 +127,11 @@ class Ops {
                            const AdamStep& s) = 0;
 };
 
-// RoPE table for positions 0..T-1 (see rope_forward), computed on the host in double and rounded
-// to float: inv_freq[i] = theta^(-2i/D), optionally rescaled by llama3 rope scaling.
+// RoPE table for positions 0..T-1 (see rope_forward): inv_freq[i] = theta^(-2i/D), optionally
+// rescaled by llama3 rope scaling, angle = position * inv_freq. Computed on the host with the float32
+// arithmetic of Hugging Face's LlamaRotaryEmbedding (float32 inv_freq and float32 angles, as there),
+// so entries are within 1 ulp of the reference's (angles computed in double would differ from it by
+// many ulps at late positions).
 struct RopeScaling {
   bool llama3 = false;
   double factor = 1, low_freq_factor = 1, high_freq_factor = 4;

@@ -1,0 +1,30 @@
+// Linear-layer products over gemm_parallel (see gemm.h for the threading and tiling).
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/gemm.h"
+
+namespace fm::kernels::cpu {
+
+template <typename T>
+void matmul_nt(T* out, const T* a, const T* b, int M, int N, int K, bool accumulate) {
+  gemm_parallel<T>(false, true, M, N, K, T(1), a, K, b, K, accumulate ? T(1) : T(0), out, N);
+}
+
+template <typename T>
+void matmul_nn(T* out, const T* a, const T* b, int M, int N, int K, bool accumulate) {
+  gemm_parallel<T>(false, false, M, N, K, T(1), a, K, b, N, accumulate ? T(1) : T(0), out, N);
+}
+
+template <typename T>
+void matmul_tn(T* out, const T* a, const T* b, int M, int N, int K, bool accumulate) {
+  gemm_parallel<T>(true, false, M, N, K, T(1), a, M, b, N, accumulate ? T(1) : T(0), out, N);
+}
+
+#define FM_INSTANTIATE(T)                                                        \
+  template void matmul_nt<T>(T*, const T*, const T*, int, int, int, bool);       \
+  template void matmul_nn<T>(T*, const T*, const T*, int, int, int, bool);       \
+  template void matmul_tn<T>(T*, const T*, const T*, int, int, int, bool);
+FM_INSTANTIATE(float)
+FM_INSTANTIATE(double)
+#undef FM_INSTANTIATE
+
+}  // namespace fm::kernels::cpu
