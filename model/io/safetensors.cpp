@@ -16,7 +16,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "model/io/float_convert.h"
+#include "kernels/cpu/convert.h"
 #include "runtime/base/error.h"
 
 namespace fm::model::io {
@@ -206,7 +206,7 @@ void SafetensorsFile::read_f32(const TensorEntry& t, float* dst) const {
       } else {
         uint16_t h;
         std::memcpy(&h, src + 2 * i, 2);
-        dst[i] = dtype == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+        dst[i] = dtype == DType::BF16 ? kernels::cpu::bf16_to_float(h) : kernels::cpu::f16_to_float(h);
       }
     }
   });
@@ -277,7 +277,8 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
     for (int64_t at = 0; at < n && ok; at += kChunk) {
       const int64_t m = std::min(kChunk, n - at);
       for (int64_t i = 0; i < m; ++i)
-        half[i] = t.dtype == DType::BF16 ? f32_to_bf16(t.data[at + i]) : f32_to_f16(t.data[at + i]);
+        half[i] = t.dtype == DType::BF16 ? kernels::cpu::float_to_bf16(t.data[at + i])
+                                          : kernels::cpu::float_to_f16(t.data[at + i]);
       ok = std::fwrite(half.data(), 2, size_t(m), f) == size_t(m);
     }
   }

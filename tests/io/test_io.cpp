@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "model/init.h"
-#include "model/io/float_convert.h"
+#include "kernels/cpu/convert.h"
 #include "model/io/hf_checkpoint.h"
 #include "model/io/safetensors.h"
 #include "runtime/base/error.h"
@@ -47,36 +47,6 @@ LlamaConfig small_config(bool tied) {
 
 }  // namespace
 
-TEST_CASE("float conversions: 16-bit values survive the trip through fp32") {
-  for (uint32_t h = 0; h < 65536; ++h) {
-    const float b = bf16_to_f32(uint16_t(h));
-    if (std::isnan(b)) CHECK(std::isnan(bf16_to_f32(f32_to_bf16(b))));
-    else REQUIRE(f32_to_bf16(b) == h);
-    const float f = f16_to_f32(uint16_t(h));
-    if (std::isnan(f)) CHECK(std::isnan(f16_to_f32(f32_to_f16(f))));
-    else REQUIRE(f32_to_f16(f) == h);
-    // the hardware conversion (F16C) is the reference for fp16
-    REQUIRE((std::isnan(f) ? std::isnan(float(std::bit_cast<_Float16>(uint16_t(h))))
-                           : f == float(std::bit_cast<_Float16>(uint16_t(h)))));
-  }
-}
-
-TEST_CASE("float conversions: fp32 -> fp16 rounds like the hardware, fp32 -> bf16 to nearest even") {
-  std::mt19937 rng(3);
-  std::vector<float> xs = {0.0f, -0.0f, 1.0f, 65504.0f, 65519.99f, 65520.0f, 1e-8f, 5.96e-8f, 2.98e-8f, 2.99e-8f,
-                           6.1e-5f, 6.097e-5f, -3.0e38f, INFINITY, -INFINITY, 1.0f + 0x1.0p-11f, 1.0f + 0x1.8p-11f};
-  for (int i = 0; i < 200000; ++i) xs.push_back(std::bit_cast<float>(uint32_t(rng())));
-  for (float x : xs) {
-    if (std::isnan(x)) continue;
-    CAPTURE(x);
-    REQUIRE(f32_to_f16(x) == std::bit_cast<uint16_t>(static_cast<_Float16>(x)));
-  }
-  CHECK(f32_to_bf16(1.0f + 0x1.0p-8f) == 0x3F80);  // halfway: stays on the even 1.0
-  CHECK(f32_to_bf16(1.0f + 0x1.8p-7f) == 0x3F82);  // halfway: goes up to the even neighbour
-  CHECK(f32_to_bf16(1.0f + 0x1.2p-8f) == 0x3F81);  // above halfway
-  CHECK(std::isnan(bf16_to_f32(f32_to_bf16(NAN))));
-}
-
 TEST_CASE("safetensors: write then read, every dtype, metadata, empty and scalar tensors") {
   TempDir dir;
   std::vector<float> a(6 * 5), b(7), s = {3.5f};
@@ -107,8 +77,8 @@ TEST_CASE("safetensors: write then read, every dtype, metadata, empty and scalar
   f.read_f32(*f.find("b16"), bb.data());
   f.read_f32(*f.find("h16"), hh.data());
   for (int i = 0; i < 7; ++i) {
-    CHECK(bb[i] == bf16_to_f32(f32_to_bf16(b[i])));
-    CHECK(hh[i] == f16_to_f32(f32_to_f16(b[i])));
+    CHECK(bb[i] == fm::kernels::cpu::bf16_to_float(fm::kernels::cpu::float_to_bf16(b[i])));
+    CHECK(hh[i] == fm::kernels::cpu::f16_to_float(fm::kernels::cpu::float_to_f16(b[i])));
   }
   CHECK(f.find("empty")->numel == 0);
   CHECK(f.find("scalar")->numel == 1);
@@ -184,6 +154,6 @@ TEST_CASE("hf checkpoint: bf16 export rounds to nearest even; a re-export replac
   CHECK(ckpt.config().torch_dtype == "bfloat16");
   std::vector<float> back(full.total);
   ckpt.load(full, back.data());
-  for (int64_t i = 0; i < full.total; ++i) REQUIRE(back[i] == bf16_to_f32(f32_to_bf16(params[i])));
+  for (int64_t i = 0; i < full.total; ++i) REQUIRE(back[i] == fm::kernels::cpu::bf16_to_float(fm::kernels::cpu::float_to_bf16(params[i])));
   CHECK_THROWS_AS(export_hf_checkpoint(dir.path.string(), c, params.data(), {"int8", 1000}), fm::InputError);
 }
