@@ -231,7 +231,7 @@ class Reader {
     const JsonMember* mem = member(key);
     std::string p = json_path_join(path_, key);
     if (!mem) {
-      if (c.required_) fail(st_, p, obj_.offset, "missing required key", required_hint(key, m, c));
+      if (c.required_) fail(st_, p, obj_.offset, "missing required key", required_hint<T>(key, c));
       return;
     }
     const JsonNode& n = mem->value;
@@ -292,9 +292,8 @@ class Reader {
     return nullptr;
   }
   template <class T>
-  static std::string required_hint(const char* key, const T& m, const Check& c) {
+  static std::string required_hint(const char* key, const Check& c) {
     if (!c.example_.empty()) return "write \"" + std::string(key) + "\": " + c.example_;
-    (void)m;
     return "add \"" + std::string(key) + "\" (" + type_name<T>(c) + ")" + (c.auto_ok_ ? " or \"auto\"" : "");
   }
 

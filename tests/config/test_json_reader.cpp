@@ -45,6 +45,8 @@ TEST_CASE("json: comments, trailing commas, literals and offsets") {
   CHECK(doc.location(b->items[3].offset) == "t.json:4:23");
   const JsonNode* c = r.find("c");
   CHECK(c->find("t")->boolean);
+  CHECK(doc.location(c->find("t")->offset) == "t.json:5:14");
+  CHECK(doc.location(c->find("f")->offset) == "t.json:5:25");
   CHECK(c->find("f")->is_bool());
   CHECK_FALSE(c->find("f")->boolean);
   CHECK(c->find("n")->is_null());
