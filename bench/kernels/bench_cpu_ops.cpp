@@ -1,10 +1,13 @@
 // Times every CpuOps op at the shapes of one LLaMA layer (plus the head and the optimizer) and
-// prints a table: milliseconds per call (median of the repeats) and GFLOP/s for the products.
+// prints a table: wall milliseconds per call (median of the repeats), the process CPU milliseconds
+// of that same call (with --threads 1 a measure that other load on the machine hardly disturbs),
+// and GFLOP/s (from wall time) for the products.
 //
 // usage: bench_cpu_ops [--threads N] [--repeats R] [B T C H Hkv F V]
 //   defaults: 8 256 256 4 2 704 32000 (head dim C/H)
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -28,23 +31,35 @@ std::vector<float> random_floats(size_t n, unsigned seed, float scale = 1.0f) {
   return v;
 }
 
-double median_ms(int repeats, const std::function<void()>& body) {
-  body();  // warm-up: page faults, scratch buffers, BLAS buffers
-  std::vector<double> ms;
-  for (int r = 0; r < repeats; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    body();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
+struct Timing {
+  double wall_ms = 0, cpu_ms = 0;
+};
+
+double process_cpu_ms() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
 }
 
-void row(const char* name, double ms, double flops) {
-  if (flops > 0)
-    std::printf("%-34s %9.3f ms  %7.1f GFLOP/s\n", name, ms, flops / ms * 1e-6);
-  else
-    std::printf("%-34s %9.3f ms\n", name, ms);
+// The call with the median wall time among the repeats.
+Timing median_ms(int repeats, const std::function<void()>& body) {
+  body();  // warm-up: page faults, scratch buffers, BLAS buffers
+  std::vector<Timing> runs;
+  for (int r = 0; r < repeats; ++r) {
+    const double c0 = process_cpu_ms();
+    const auto t0 = std::chrono::steady_clock::now();
+    body();
+    const double wall = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    runs.push_back({wall, process_cpu_ms() - c0});
+  }
+  std::sort(runs.begin(), runs.end(), [](const Timing& a, const Timing& b) { return a.wall_ms < b.wall_ms; });
+  return runs[runs.size() / 2];
+}
+
+void row(const char* name, Timing t, double flops) {
+  std::printf("%-34s %9.3f %9.3f", name, t.wall_ms, t.cpu_ms);
+  if (flops > 0) std::printf("  %7.1f", flops / t.wall_ms * 1e-6);
+  std::printf("\n");
 }
 
 }  // namespace
@@ -92,7 +107,7 @@ int main(int argc, char** argv) {
   auto dtable = std::vector<float>(size_t(V) * C);
 
   const double layer_params = double(W) * C + double(H) * D * C + 3.0 * double(F) * C + 2.0 * C;
-  std::printf("%-34s %9s     %s\n", "op", "median", "");
+  std::printf("%-34s %9s %9s  %7s\n", "op", "wall ms", "cpu ms", "GFLOP/s");
   // ---- layer forward
   row("rmsnorm_forward", median_ms(repeats, [&] {
         ops->rmsnorm_forward(f32(y.data()), f32(rstd.data()), f32(x.data()), f32(w.data()), N, C, 1e-5f);

@@ -14,8 +14,10 @@
 // The setting is process-wide: code outside fmengine that calls OpenBLAS in the same process gets
 // single-threaded BLAS too.
 //
-// Tiles depend on the matrix shape only, so each output element is computed by the same BLAS call
-// with the same reduction order whatever the thread count.
+// gemm_parallel cuts the output into tiles of 256 down to 128 rows/columns, enough for ~32 tasks,
+// and splits K into chunks (summed in chunk order) when the output is too small for 8 tiles. The cut
+// depends on (M, N, K) only, so each output element is computed by the same BLAS calls in the same
+// order whatever the thread count.
 #pragma once
 
 namespace fm::kernels::cpu {

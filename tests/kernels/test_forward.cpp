@@ -15,11 +15,12 @@ using fm::kernels::AttentionShape;
 using namespace fm::kernels::testing;
 
 TEST_CASE("matmul_nt / nn / tn match the naive product, overwriting and accumulating") {
-  // Shapes that are tiny (one BLAS call) and large enough to be cut into parallel tiles, ragged.
+  // Shapes that are tiny (one BLAS call), cut into ragged parallel tiles, and small over a long K
+  // (K split into chunks).
   struct Shape {
     int M, N, K;
   };
-  for (const Shape sh : {Shape{3, 4, 5}, Shape{300, 520, 70}, Shape{257, 33, 129}}) {
+  for (const Shape sh : {Shape{3, 4, 5}, Shape{300, 520, 70}, Shape{257, 33, 129}, Shape{100, 90, 2500}}) {
     const auto [M, N, K] = sh;
     CAPTURE(M);
     CAPTURE(N);
