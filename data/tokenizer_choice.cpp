@@ -26,7 +26,13 @@ std::string tokenizer_file(const std::string& spec, const std::string& where) {
 
 uint64_t tokenizer_fingerprint(const std::string& spec, const std::string& where) {
   std::string file = tokenizer_file(spec, where);
-  return file.empty() ? hash_bytes("byte-level") : hash_file(file);
+  if (file.empty()) return hash_bytes("byte-level");
+  // tokenizer_config.json beside the file names bos/eos, so it is part of the tokenizer too.
+  uint64_t fp = hash_file(file);
+  std::error_code ec;
+  auto config = std::filesystem::path(file).parent_path() / "tokenizer_config.json";
+  if (std::filesystem::is_regular_file(config, ec)) fp = hash_combine(fp, hash_file(config.string()));
+  return fp;
 }
 
 ChosenTokenizer choose_tokenizer(const std::string& spec, const std::string& where) {

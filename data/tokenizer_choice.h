@@ -1,9 +1,10 @@
 // Picking the tokenizer of a preprocessing run from a user's --tokenizer value.
 //
 // "" (or "byte") is the embedded byte-level tokenizer; anything else is a Hugging Face
-// tokenizer.json file or a directory holding one. The fingerprint identifies the tokenizer by its
-// file's content (a fixed value for byte-level); shards record it and the JSONL cache keys on it.
-// It is computed without building the tokenizer, so every rank can check a cache cheaply.
+// tokenizer.json file or a directory holding one. The fingerprint identifies the tokenizer by the
+// content of tokenizer.json and of the tokenizer_config.json beside it (a fixed value for
+// byte-level); shards record it and the JSONL cache keys on it. It is computed without building
+// the tokenizer, so every rank can check a cache cheaply.
 #pragma once
 
 #include <cstdint>
