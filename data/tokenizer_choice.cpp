@@ -3,12 +3,8 @@
 #include <filesystem>
 
 #include "data/hash.h"
-#include "runtime/base/error.h"
-
-#if __has_include("data/tokenizer/hf_tokenizer.h")
 #include "data/tokenizer/hf_tokenizer.h"
-#define FM_DATA_HAVE_HF_TOKENIZER 1
-#endif
+#include "runtime/base/error.h"
 
 namespace fm::data {
 
@@ -43,11 +39,7 @@ ChosenTokenizer choose_tokenizer(const std::string& spec, const std::string& whe
     out.tokenizer = std::make_unique<ByteTokenizer>();
     return out;
   }
-#ifdef FM_DATA_HAVE_HF_TOKENIZER
   out.tokenizer = load_hf_tokenizer(out.file);
-#else
-  throw InputError(where, "this build has no Hugging Face tokenizer support");
-#endif
   return out;
 }
 
