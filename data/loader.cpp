@@ -214,7 +214,12 @@ std::vector<MicroBatch> Loader::next_step() {
     FM_CHECK(job->first_sample == consumed_samples_, "prefetch queue out of step");
     top_up_locked();
     done_cv_.wait(lock, [&] { return job->done; });
-    if (job->error) std::rethrow_exception(job->error);
+    if (job->error) {
+      // The step stays unconsumed; a later call computes it (and fails) again.
+      ahead_.clear();
+      unclaimed_.clear();
+      std::rethrow_exception(job->error);
+    }
     step = std::move(job->result);
   }
   consumed_samples_ += layout_.global_batch();
