@@ -34,7 +34,7 @@ double as_written(float x) {
 
 // The per-element update; the mode switches are folded into coefficients (a multiply by 1 or an add
 // of 0 * p is exact) so the loop has no branches and vectorises.
-template <typename T, bool kWriteOut>
+template <typename T, bool kWriteOut, bool kSmallW1>
 void adam_loop(T* master, const T* grad, T* m, T* v, T* param_out, int64_t n, const AdamStep& s) {
   const double lr = as_written(s.lr), b1 = as_written(s.beta1), b2 = as_written(s.beta2);
   const double wd = as_written(s.weight_decay);
@@ -45,8 +45,7 @@ void adam_loop(T* master, const T* grad, T* m, T* v, T* param_out, int64_t n, co
   const T decay_add = decay && !s.adam_w_mode ? static_cast<T>(wd) : T(0);
   // torch's vectorised lerp(m, g, w): fma(w, g - m, m) for w < 0.5, else fma(w - 1, g - m, g).
   const T w1 = static_cast<T>(1.0 - b1);
-  const bool small_w1 = std::abs(1.0 - b1) < 0.5;
-  const T lerp_coeff = small_w1 ? w1 : w1 - T(1);
+  const T lerp_coeff = kSmallW1 ? w1 : w1 - T(1);
   const T beta2 = static_cast<T>(b2);
   const T w2 = static_cast<T>(1.0 - b2);
   const T neg_step = static_cast<T>(-(lr / bc1));
@@ -58,7 +57,7 @@ void adam_loop(T* master, const T* grad, T* m, T* v, T* param_out, int64_t n, co
       const T p = master[i] * decay_mul;
       const T g = std::fma(master[i], decay_add, grad[i]);
       const T mi = m[i];
-      const T mn = std::fma(lerp_coeff, g - mi, small_w1 ? mi : g);
+      const T mn = std::fma(lerp_coeff, g - mi, kSmallW1 ? mi : g);
       const T vn = std::fma(w2 * g, g, v[i] * beta2);
       const T denom = std::sqrt(vn) / bc2_sqrt + eps;
       const T pn = p + neg_step * mn / denom;
@@ -75,10 +74,19 @@ void adam_loop(T* master, const T* grad, T* m, T* v, T* param_out, int64_t n, co
 template <typename T>
 void adam_update(T* master, const T* grad, T* m, T* v, T* param_out, int64_t n, const AdamStep& s) {
   FM_CHECK(s.step >= 1, "adam_update: step is 1-based");
-  if (param_out)
-    adam_loop<T, true>(master, grad, m, v, param_out, n, s);
-  else
-    adam_loop<T, false>(master, grad, m, v, param_out, n, s);
+  // Loop variants instead of branches inside the loop, which would keep it from vectorising.
+  const bool small_w1 = std::abs(1.0 - as_written(s.beta1)) < 0.5;
+  if (param_out) {
+    if (small_w1)
+      adam_loop<T, true, true>(master, grad, m, v, param_out, n, s);
+    else
+      adam_loop<T, true, false>(master, grad, m, v, param_out, n, s);
+  } else {
+    if (small_w1)
+      adam_loop<T, false, true>(master, grad, m, v, param_out, n, s);
+    else
+      adam_loop<T, false, false>(master, grad, m, v, param_out, n, s);
+  }
 }
 
 template void adam_update<float>(float*, const float*, float*, float*, float*, int64_t, const AdamStep&);

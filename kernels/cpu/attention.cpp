@@ -80,8 +80,8 @@ void attention_forward(T* out, T* lse, const T* qkv, const AttentionShape& shape
     T* o = out + L.o(b, qb.q0, h);
     T* lse_row = lse + L.lse(b, h, qb.q0);
 
-    T* S = thread_scratch<T, 0>(static_cast<size_t>(qb.rows) * qb.end);
-    T* inv_sum = thread_scratch<T, 1>(static_cast<size_t>(qb.rows));
+    T* S = thread_scratch<T, kScratchScores>(static_cast<size_t>(qb.rows) * qb.end);
+    T* inv_sum = thread_scratch<T, kScratchRowScale>(static_cast<size_t>(qb.rows));
     gemm<T>(false, true, qb.rows, qb.end, s.D, scale, q, L.W, k, L.W, T(0), S, qb.end);
     for (int r = 0; r < qb.rows; ++r) {
       T* srow = S + int64_t{r} * qb.end;
@@ -119,8 +119,8 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, cons
       std::memset(dk + int64_t{t} * L.W, 0, sizeof(T) * s.D);
       std::memset(dv + int64_t{t} * L.W, 0, sizeof(T) * s.D);
     }
-    T* P = thread_scratch<T, 0>(static_cast<size_t>(std::min(L.bq, s.T)) * s.T);
-    T* dS = thread_scratch<T, 2>(static_cast<size_t>(std::min(L.bq, s.T)) * s.T);
+    T* P = thread_scratch<T, kScratchScores>(static_cast<size_t>(std::min(L.bq, s.T)) * s.T);
+    T* dS = thread_scratch<T, kScratchScoreGrad>(static_cast<size_t>(std::min(L.bq, s.T)) * s.T);
     for (int h = kvh * L.group; h < (kvh + 1) * L.group; ++h) {
       for (int i = 0; i < L.nblocks; ++i) {
         const QueryBlock qb(L, i);

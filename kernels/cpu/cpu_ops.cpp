@@ -29,14 +29,39 @@ const int32_t* i(View v) {
 
 constexpr int64_t kCopyGrain = int64_t{1} << 16;
 
-// dst[k] = convert(src[k]) for a pair of element types.
-template <typename Convert>
-void convert_blocks(int64_t n, const Convert& convert) {
+// Element access of the float types as float; each (source, destination) pair gets its own loop.
+template <DType kType>
+float load_float(const void* p, int64_t k) {
+  if constexpr (kType == DType::F32) return static_cast<const float*>(p)[k];
+  if constexpr (kType == DType::BF16) return cpu::bf16_to_float(static_cast<const uint16_t*>(p)[k]);
+  if constexpr (kType == DType::F16) return cpu::f16_to_float(static_cast<const uint16_t*>(p)[k]);
+}
+template <DType kType>
+void store_float(void* p, int64_t k, float x) {
+  if constexpr (kType == DType::F32) static_cast<float*>(p)[k] = x;
+  if constexpr (kType == DType::BF16) static_cast<uint16_t*>(p)[k] = cpu::float_to_bf16(x);
+  if constexpr (kType == DType::F16) static_cast<uint16_t*>(p)[k] = cpu::float_to_f16(x);
+}
+
+template <DType kSrc, DType kDst>
+void convert_loop(void* dst, const void* src, int64_t n) {
   for_blocks(n, kCopyGrain, [&](int64_t a, int64_t b) {
-    for (int64_t k = a; k < b; ++k) convert(k);
+    for (int64_t k = a; k < b; ++k) store_float<kDst>(dst, k, load_float<kSrc>(src, k));
   });
 }
 
+template <DType kSrc>
+void convert_from(View dst, const void* src, int64_t n) {
+  switch (dst.dtype) {
+    case DType::F32: return convert_loop<kSrc, DType::F32>(dst.ptr, src, n);
+    case DType::BF16: return convert_loop<kSrc, DType::BF16>(dst.ptr, src, n);
+    case DType::F16: return convert_loop<kSrc, DType::F16>(dst.ptr, src, n);
+    case DType::I32: break;
+  }
+  FM_CHECK(false, "CpuOps::copy: i32 converts to nothing");
+}
+
+// Same type: a parallel memcpy; between float types: rounding conversions (convert.h).
 void convert_copy(View dst, View src, int64_t n) {
   if (dst.dtype == src.dtype) {
     const size_t width = dtype_size(dst.dtype);
@@ -45,29 +70,13 @@ void convert_copy(View dst, View src, int64_t n) {
     for_blocks(n, kCopyGrain, [&](int64_t a, int64_t b) { std::memcpy(d + a * width, s + a * width, (b - a) * width); });
     return;
   }
-  FM_CHECK(dst.dtype != DType::I32 && src.dtype != DType::I32, "CpuOps::copy: i32 converts to nothing");
-  if (src.dtype == DType::F32) {
-    const float* s = src.as<float>();
-    auto* d = dst.as<uint16_t>();
-    if (dst.dtype == DType::BF16)
-      convert_blocks(n, [&](int64_t k) { d[k] = cpu::float_to_bf16(s[k]); });
-    else
-      convert_blocks(n, [&](int64_t k) { d[k] = cpu::float_to_f16(s[k]); });
-    return;
+  switch (src.dtype) {
+    case DType::F32: return convert_from<DType::F32>(dst, src.ptr, n);
+    case DType::BF16: return convert_from<DType::BF16>(dst, src.ptr, n);
+    case DType::F16: return convert_from<DType::F16>(dst, src.ptr, n);
+    case DType::I32: break;
   }
-  const auto* s = src.as<uint16_t>();
-  const auto to_float = src.dtype == DType::BF16 ? cpu::bf16_to_float : cpu::f16_to_float;
-  if (dst.dtype == DType::F32) {
-    float* d = dst.as<float>();
-    if (src.dtype == DType::BF16)
-      convert_blocks(n, [&](int64_t k) { d[k] = cpu::bf16_to_float(s[k]); });
-    else
-      convert_blocks(n, [&](int64_t k) { d[k] = cpu::f16_to_float(s[k]); });
-    return;
-  }
-  auto* d = dst.as<uint16_t>();  // bf16 <-> f16, through float
-  const auto from_float = dst.dtype == DType::BF16 ? cpu::float_to_bf16 : cpu::float_to_f16;
-  convert_blocks(n, [&](int64_t k) { d[k] = from_float(to_float(s[k])); });
+  FM_CHECK(false, "CpuOps::copy: i32 converts to nothing");
 }
 
 class CpuOps final : public Ops {

@@ -44,9 +44,17 @@ void for_each_task(int64_t n, const Body& body) {
                     tbb::simple_partitioner());
 }
 
-// A per-thread buffer of at least n elements, reused across calls. Slot tells apart buffers a task
-// needs at the same time. A task holding one must not run a nested parallel loop (another task on
-// this thread could then take the same buffer); BLAS calls are single-threaded and therefore safe.
+// Slots of thread_scratch: one per buffer that may be held at the same time on a thread.
+enum ScratchSlot : int {
+  kScratchScores = 0,    // attention: scores / probabilities of a query block
+  kScratchRowScale = 1,  // attention forward: 1 / row sums
+  kScratchScoreGrad = 2, // attention backward: dP and dS of a query block
+  kScratchPartials = 3,  // calling thread: per-block partial sums reduced after a parallel loop
+};
+
+// A per-thread buffer of at least n elements, reused across calls. A task holding one must not run
+// a nested parallel loop (another task on this thread could then take the same buffer); BLAS calls
+// are single-threaded and therefore safe.
 template <typename T, int Slot>
 T* thread_scratch(size_t n) {
   thread_local std::vector<T> buffer;

@@ -40,7 +40,7 @@ void rmsnorm_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, const
   const int64_t blocks = (int64_t{N} + grain - 1) / grain;
   // Per-block partial dw, in the calling thread's reusable scratch (a fresh allocation of this size
   // would page-fault on every call).
-  T* dw_partial = thread_scratch<T, 3>(static_cast<size_t>(blocks) * C);
+  T* dw_partial = thread_scratch<T, kScratchPartials>(static_cast<size_t>(blocks) * C);
   std::fill(dw_partial, dw_partial + blocks * C, T(0));
   for_blocks(N, grain, [&](int64_t n0, int64_t n1) {
     T* dwp = dw_partial + (n0 / grain) * C;
