@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The quickstart: installs what fmengine needs (apt), builds it, and trains the embedded tiny LLaMA
+# (configs/models/tiny.json) on the embedded synthetic corpus in one process. No downloads.
+# Extra arguments go to fmtrain (e.g. --train_steps 300 --output_dir /tmp/run).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+scripts/setup.sh
+scripts/build.sh
+build=${FM_BUILD_DIR:-build}
+# Defaults for flags the caller did not give.
+defaults=(--train_steps 200 --output_dir output/quickstart)
+args=()
+for ((i = 0; i < ${#defaults[@]}; i += 2)); do
+  flag=${defaults[i]}
+  case " $* " in *" $flag "* | *" $flag="*) ;; *) args+=("$flag" "${defaults[i+1]}") ;; esac
+done
+exec "$build/runtime/fmtrain" "${args[@]}" "$@"
