@@ -1,6 +1,7 @@
 #include "data/tokenizer/added_tokens.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "data/tokenizer/unicode.h"
 
@@ -28,6 +29,14 @@ AddedTokenMatcher::AddedTokenMatcher(std::vector<std::string> patterns, std::vec
     // Two tokens with one pattern: the first one given wins, as with Aho-Corasick.
     if (nodes_[node].token < 0) nodes_[node].token = static_cast<int32_t>(t);
   }
+  int distinct = 0;
+  for (int b = 0; b < 256; ++b) {
+    if (first_byte_[b]) {
+      ++distinct;
+      single_first_byte_ = b;
+    }
+  }
+  if (distinct != 1) single_first_byte_ = -1;
 }
 
 int32_t AddedTokenMatcher::longest_at(std::string_view text, size_t pos, size_t& end) const {
@@ -92,7 +101,11 @@ void AddedTokenMatcher::split(std::string_view text, std::vector<Piece>& out) co
   size_t consumed = 0;  // end of the last piece emitted
   size_t pos = 0;
   while (pos < text.size() && !tokens_.empty()) {
-    if (!first_byte_[static_cast<unsigned char>(text[pos])]) {
+    if (single_first_byte_ >= 0) {
+      const void* hit = std::memchr(text.data() + pos, single_first_byte_, text.size() - pos);
+      if (hit == nullptr) break;
+      pos = static_cast<size_t>(static_cast<const char*>(hit) - text.data());
+    } else if (!first_byte_[static_cast<unsigned char>(text[pos])]) {
       ++pos;
       continue;
     }

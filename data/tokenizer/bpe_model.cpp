@@ -12,8 +12,6 @@ namespace {
 
 // Words longer than this are merged with the heap; shorter ones by rescanning an array.
 constexpr size_t kShortWordSymbols = 48;
-// `tokenizers` caches words shorter than 256 bytes; longer ones are rare and would crowd the arena.
-constexpr size_t kMaxCachedWordBytes = 256;
 constexpr size_t kCacheInitialSlots = 1u << 12;
 constexpr size_t kCacheMaxSlots = 1u << 18;
 constexpr size_t kCacheMaxKeyBytes = 16u << 20;
@@ -23,24 +21,24 @@ constexpr size_t kCacheMaxKeyBytes = 16u << 20;
 // --- WordCache -------------------------------------------------------------------------------
 
 WordCache::WordCache() {
-  slots_.assign(kCacheInitialSlots, Slot{0, kEmpty, 0, 0, 0});
+  slots_.assign(kCacheInitialSlots, Slot{});
   mask_ = slots_.size() - 1;
 }
 
 void WordCache::clear() {
-  std::fill(slots_.begin(), slots_.end(), Slot{0, kEmpty, 0, 0, 0});
+  std::fill(slots_.begin(), slots_.end(), Slot{});
   keys_.clear();
   values_.clear();
   entries_ = 0;
 }
 
 const int32_t* WordCache::find(std::string_view word, uint64_t hash, uint32_t& count) const {
+  const auto tag = static_cast<uint32_t>(hash >> 32);
   size_t i = hash & mask_;
   while (true) {
     const Slot& s = slots_[i];
-    if (s.key_off == kEmpty) return nullptr;
-    if (s.hash == hash && s.key_len == word.size() &&
-        std::memcmp(keys_.data() + s.key_off, word.data(), word.size()) == 0) {
+    if (s.key_len == 0) return nullptr;
+    if (s.tag == tag && s.key_len == word.size() && bytes_equal(keys_.data() + s.key_off, word.data(), word.size())) {
       count = s.val_len;
       return values_.data() + s.val_off;
     }
@@ -48,28 +46,31 @@ const int32_t* WordCache::find(std::string_view word, uint64_t hash, uint32_t& c
   }
 }
 
+void WordCache::grow() {
+  std::vector<Slot> old;
+  old.swap(slots_);
+  slots_.assign(old.size() * 2, Slot{});
+  mask_ = slots_.size() - 1;
+  for (const Slot& s : old) {
+    if (s.key_len == 0) continue;
+    size_t i = hash_bytes(std::string_view(keys_).substr(s.key_off, s.key_len)) & mask_;
+    while (slots_[i].key_len != 0) i = (i + 1) & mask_;
+    slots_[i] = s;
+  }
+}
+
 void WordCache::insert(std::string_view word, uint64_t hash, const int32_t* ids, uint32_t count) {
+  if (word.empty() || word.size() > kMaxWordBytes || count > word.size()) return;
   if ((entries_ + 1) * 2 > slots_.size()) {
-    if (slots_.size() < kCacheMaxSlots) {
-      std::vector<Slot> old;
-      old.swap(slots_);
-      slots_.assign(old.size() * 2, Slot{0, kEmpty, 0, 0, 0});
-      mask_ = slots_.size() - 1;
-      for (const Slot& s : old) {
-        if (s.key_off == kEmpty) continue;
-        size_t i = s.hash & mask_;
-        while (slots_[i].key_off != kEmpty) i = (i + 1) & mask_;
-        slots_[i] = s;
-      }
-    } else {
-      clear();
-    }
+    if (slots_.size() < kCacheMaxSlots) grow();
+    else clear();
   }
   if (keys_.size() + word.size() > kCacheMaxKeyBytes) clear();
   size_t i = hash & mask_;
-  while (slots_[i].key_off != kEmpty) i = (i + 1) & mask_;
-  slots_[i] = Slot{hash, static_cast<uint32_t>(keys_.size()), static_cast<uint32_t>(word.size()),
-                   static_cast<uint32_t>(values_.size()), count};
+  while (slots_[i].key_len != 0) i = (i + 1) & mask_;
+  slots_[i] = Slot{static_cast<uint32_t>(hash >> 32), static_cast<uint32_t>(keys_.size()),
+                   static_cast<uint32_t>(values_.size()), static_cast<uint16_t>(word.size()),
+                   static_cast<uint16_t>(count)};
   keys_.append(word);
   values_.insert(values_.end(), ids, ids + count);
   ++entries_;
@@ -281,9 +282,31 @@ void BpeModel::merge_long(Scratch& st) const {
   s.erase(std::remove(s.begin(), s.end(), -1), s.end());
 }
 
-void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out, Scratch& st) const {
+void BpeModel::queue_word(std::string_view word, std::vector<int32_t>& out, Scratch& st) const {
   if (word.empty()) return;
   uint64_t hash = hash_bytes(word);
+  if (options_.ignore_merges) vocab_.prefetch(hash);
+  st.cache.prefetch(hash);
+  if (st.queue_size == kQueueDepth) {
+    const QueuedWord& oldest = st.queue[st.queue_head];
+    encode_word(oldest.word, oldest.hash, out, st);
+    st.queue[st.queue_head] = QueuedWord{word, hash};
+    st.queue_head = (st.queue_head + 1) % kQueueDepth;
+  } else {
+    st.queue[(st.queue_head + st.queue_size++) % kQueueDepth] = QueuedWord{word, hash};
+  }
+}
+
+void BpeModel::flush(std::vector<int32_t>& out, Scratch& st) const {
+  for (; st.queue_size > 0; --st.queue_size) {
+    const QueuedWord& w = st.queue[st.queue_head];
+    encode_word(w.word, w.hash, out, st);
+    st.queue_head = (st.queue_head + 1) % kQueueDepth;
+  }
+  st.queue_head = 0;
+}
+
+void BpeModel::encode_word(std::string_view word, uint64_t hash, std::vector<int32_t>& out, Scratch& st) const {
   if (options_.ignore_merges) {
     int32_t id = vocab_.find(word, hash);
     if (id >= 0) {
@@ -303,7 +326,7 @@ void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out, Scr
     if (s.size() <= kShortWordSymbols) merge_short(st);
     else merge_long(st);
   }
-  if (word.size() < kMaxCachedWordBytes) st.cache.insert(word, hash, s.data(), static_cast<uint32_t>(s.size()));
+  st.cache.insert(word, hash, s.data(), static_cast<uint32_t>(s.size()));
   out.insert(out.end(), s.begin(), s.end());
 }
 

@@ -30,20 +30,23 @@ struct BpeOptions {
   int32_t unk_id = -1;  // -1: unknown characters are dropped, as `tokenizers` does without unk_token
 };
 
-// Cache of encoded words, owned by one thread. Cleared when full.
+// Cache of encoded words, owned by one thread. Cleared when full. 16-byte slots: the low bits of
+// the hash pick the slot, the high half is kept as a tag.
 class WordCache {
  public:
+  static constexpr size_t kMaxWordBytes = 255;  // longer words are not cached
   WordCache();
   const int32_t* find(std::string_view word, uint64_t hash, uint32_t& count) const;
   void insert(std::string_view word, uint64_t hash, const int32_t* ids, uint32_t count);
+  void prefetch(uint64_t hash) const { __builtin_prefetch(&slots_[hash & mask_]); }
 
  private:
   struct Slot {
-    uint64_t hash;
-    uint32_t key_off, key_len, val_off, val_len;
+    uint32_t tag, key_off, val_off;
+    uint16_t key_len, val_len;  // key_len 0: empty
   };
-  static constexpr uint32_t kEmpty = ~0u;
   void clear();
+  void grow();
   std::vector<Slot> slots_;
   std::string keys_;
   std::vector<int32_t> values_;
@@ -52,10 +55,18 @@ class WordCache {
 
 class BpeModel {
  public:
+  // Words waiting to be encoded: their table slots are prefetched while earlier words are encoded.
+  static constexpr size_t kQueueDepth = 8;
+  struct QueuedWord {
+    std::string_view word;
+    uint64_t hash;
+  };
   struct Scratch {
     WordCache cache;
     std::vector<int32_t> symbols, prev, next;
     std::vector<uint64_t> pairs, heap;
+    QueuedWord queue[kQueueDepth];
+    size_t queue_head = 0, queue_size = 0;
   };
 
   // `vocab`: (token as written in tokenizer.json, id). `merges`: (left, right, merged) ids in rank
@@ -64,8 +75,11 @@ class BpeModel {
            const std::vector<std::array<int32_t, 3>>& merges, BpeOptions options);
   ~BpeModel();
 
-  // Appends the ids of one word (raw bytes for byte-level models, else the normalized text).
-  void encode_word(std::string_view word, std::vector<int32_t>& out, Scratch& scratch) const;
+  // Appends the ids of one word (raw bytes for byte-level models, else the normalized text) to
+  // `out`, possibly later: queued words are encoded in order by the next calls, and all of them by
+  // flush(). The word's bytes must stay unchanged until then.
+  void queue_word(std::string_view word, std::vector<int32_t>& out, Scratch& scratch) const;
+  void flush(std::vector<int32_t>& out, Scratch& scratch) const;
 
   // The token string of `id` as written in tokenizer.json, or nullptr.
   const std::string* token_of(int32_t id) const;
@@ -86,6 +100,7 @@ class BpeModel {
     const uint64_t* v = merges_.find((uint64_t(uint32_t(left)) << 32) | uint32_t(right));
     return v ? *v : kNoMerge;
   }
+  void encode_word(std::string_view word, uint64_t hash, std::vector<int32_t>& out, Scratch& scratch) const;
   void merge_short(Scratch& scratch) const;
   void merge_long(Scratch& scratch) const;
 

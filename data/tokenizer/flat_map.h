@@ -12,12 +12,6 @@
 
 namespace fm::data::hf {
 
-// Fibonacci hashing: multiplying by 2^64/phi carries every input bit into the high bits.
-inline uint64_t scramble(uint64_t x) {
-  x *= 0x9E3779B97F4A7C15ull;
-  return x ^ (x >> 29);
-}
-
 inline uint64_t hash_bytes(std::string_view s) {
   const char* p = s.data();
   size_t n = s.size();
@@ -32,7 +26,28 @@ inline uint64_t hash_bytes(std::string_view s) {
   }
   uint64_t w = 0;
   std::memcpy(&w, p, n);
-  return scramble(scramble(h ^ w) + n);
+  h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+  // Avalanche, so that the low bits used as table indices depend on every byte.
+  h ^= h >> 37;
+  h *= 0x165667919E3779F9ull;
+  h ^= h >> 32;
+  return h;
+}
+
+// Equality of two byte ranges of length n, inlined for the short keys of vocabularies and words.
+inline bool bytes_equal(const char* a, const char* b, size_t n) {
+  while (n >= 8) {
+    uint64_t x, y;
+    std::memcpy(&x, a, 8);
+    std::memcpy(&y, b, 8);
+    if (x != y) return false;
+    a += 8;
+    b += 8;
+    n -= 8;
+  }
+  for (size_t i = 0; i < n; ++i)
+    if (a[i] != b[i]) return false;
+  return true;
 }
 
 inline size_t table_size_for(size_t entries) {
@@ -76,6 +91,7 @@ class U64Map {
   struct Slot {
     uint64_t key, value;
   };
+  // Fibonacci hashing: the high bits of key * 2^64/phi depend on every bit of the key.
   size_t slot_of(uint64_t key) const { return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_); }
   void grow() {
     std::vector<Slot> old;
@@ -89,7 +105,8 @@ class U64Map {
   int shift_ = 64;
 };
 
-// string -> int32 id, built once; lookups with a precomputed hash_bytes().
+// string -> int32 id, built once; lookups with a precomputed hash_bytes(). Slots are 16 bytes:
+// the low bits of the hash pick the slot, the high half is kept as a tag.
 class StringIdMap {
  public:
   void reserve(size_t expected) { rebuild(table_size_for(expected)); }
@@ -99,10 +116,11 @@ class StringIdMap {
     uint64_t h = hash_bytes(key);
     size_t i = h & mask_;
     while (slots_[i].id >= 0) {
-      if (slots_[i].hash == h && view(slots_[i]) == key) return false;
+      if (matches(slots_[i], key, h)) return false;
       i = (i + 1) & mask_;
     }
-    slots_[i] = Slot{h, static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(key.size()), id};
+    slots_[i] = Slot{static_cast<uint32_t>(h >> 32), static_cast<uint32_t>(arena_.size()),
+                     static_cast<uint32_t>(key.size()), id};
     arena_.append(key);
     ++entries_;
     return true;
@@ -113,21 +131,25 @@ class StringIdMap {
     while (true) {
       const Slot& s = slots_[i];
       if (s.id < 0) return -1;
-      if (s.hash == h && s.len == key.size() && std::memcmp(arena_.data() + s.off, key.data(), s.len) == 0)
-        return s.id;
+      if (matches(s, key, h)) return s.id;
       i = (i + 1) & mask_;
     }
   }
   int32_t find(std::string_view key) const { return find(key, hash_bytes(key)); }
+  void prefetch(uint64_t h) const {
+    if (!slots_.empty()) __builtin_prefetch(&slots_[h & mask_]);
+  }
   size_t size() const { return entries_; }
 
  private:
   struct Slot {
-    uint64_t hash = 0;
-    uint32_t off = 0, len = 0;
+    uint32_t tag = 0, off = 0, len = 0;
     int32_t id = -1;
   };
-  std::string_view view(const Slot& s) const { return std::string_view(arena_).substr(s.off, s.len); }
+  bool matches(const Slot& s, std::string_view key, uint64_t h) const {
+    return s.tag == static_cast<uint32_t>(h >> 32) && s.len == key.size() &&
+           bytes_equal(arena_.data() + s.off, key.data(), key.size());
+  }
   void rebuild(size_t size) {
     std::vector<Slot> old;
     old.swap(slots_);
@@ -135,7 +157,7 @@ class StringIdMap {
     mask_ = size - 1;
     for (const Slot& s : old) {
       if (s.id < 0) continue;
-      size_t i = s.hash & mask_;
+      size_t i = hash_bytes(std::string_view(arena_).substr(s.off, s.len)) & mask_;
       while (slots_[i].id >= 0) i = (i + 1) & mask_;
       slots_[i] = s;
     }

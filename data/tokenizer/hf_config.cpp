@@ -239,20 +239,25 @@ void parse_model(const Json& m, HfConfig& cfg, StringIdMap& vocab_ids) {
   cfg.bpe.ignore_merges = m.boolean_or("ignore_merges", false);
   cfg.bpe.byte_level = cfg.byte_level;
 
+  // The vocabulary and the merges are large: their entries are read without building key paths,
+  // which are made only for an error.
   Json vocab = m.get("vocab");
   if (!vocab.value().IsObject()) vocab.fail("expected an object of token -> id");
   cfg.vocab.reserve(vocab.value().MemberCount());
   vocab_ids.reserve(vocab.value().MemberCount());
-  std::vector<int32_t> seen_ids;
+  std::vector<bool> seen_ids;
   for (auto it = vocab.value().MemberBegin(); it != vocab.value().MemberEnd(); ++it) {
-    std::string token(it->name.GetString(), it->name.GetStringLength());
-    int32_t id = Json(it->value, vocab.child_key(token), cfg.path).id();
-    if (!vocab_ids.insert(token, id)) vocab.fail("the token '" + token + "' is listed twice");
-    if (seen_ids.size() <= static_cast<size_t>(id)) seen_ids.resize(static_cast<size_t>(id) + 1, -1);
-    if (seen_ids[static_cast<size_t>(id)] >= 0)
-      vocab.fail("the id " + std::to_string(id) + " is given to two tokens, one of them '" + token + "'");
-    seen_ids[static_cast<size_t>(id)] = id;
-    cfg.vocab.emplace_back(std::move(token), id);
+    std::string_view token(it->name.GetString(), it->name.GetStringLength());
+    const rapidjson::Value& v = it->value;
+    if (!v.IsInt64() || v.GetInt64() < 0 || v.GetInt64() > INT32_MAX)
+      Json(v, vocab.child_key(token), cfg.path).id();  // throws, naming the entry
+    auto id = static_cast<int32_t>(v.GetInt64());
+    if (!vocab_ids.insert(token, id)) vocab.fail("the token '" + std::string(token) + "' is listed twice");
+    if (seen_ids.size() <= static_cast<size_t>(id)) seen_ids.resize(static_cast<size_t>(id) + 1, false);
+    if (seen_ids[static_cast<size_t>(id)])
+      vocab.fail("the id " + std::to_string(id) + " is given to two tokens, one of them '" + std::string(token) + "'");
+    seen_ids[static_cast<size_t>(id)] = true;
+    cfg.vocab.emplace_back(std::string(token), id);
   }
 
   if (m.has("unk_token") && !m.get("unk_token").is_null()) {
@@ -266,26 +271,29 @@ void parse_model(const Json& m, HfConfig& cfg, StringIdMap& vocab_ids) {
   cfg.merges.reserve(count);
   std::string joined;
   for (size_t i = 0; i < count; ++i) {
-    Json item = merges.at(i);
-    std::string left, right;
-    if (item.value().IsString()) {
-      std::string line = item.string();
+    const rapidjson::Value& item = merges.value()[static_cast<rapidjson::SizeType>(i)];
+    std::string_view left, right;
+    if (item.IsString()) {
+      std::string_view line(item.GetString(), item.GetStringLength());
       size_t space = line.find(' ');
-      if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos)
-        item.fail("expected \"left right\" (two tokens separated by one space), got '" + line + "'");
+      if (space == std::string_view::npos || line.find(' ', space + 1) != std::string_view::npos) {
+        merges.at(i).fail("expected \"left right\" (two tokens separated by one space), got '" +
+                          std::string(line) + "'");
+      }
       left = line.substr(0, space);
       right = line.substr(space + 1);
     } else {
-      if (item.array_size() != 2) item.fail("expected a pair of tokens");
-      left = item.at(0).string();
-      right = item.at(1).string();
+      if (!item.IsArray() || item.Size() != 2 || !item[0].IsString() || !item[1].IsString())
+        merges.at(i).fail("expected \"left right\" or a pair of tokens");
+      left = std::string_view(item[0].GetString(), item[0].GetStringLength());
+      right = std::string_view(item[1].GetString(), item[1].GetStringLength());
     }
-    int32_t a = vocab_ids.find(left), b = vocab_ids.find(right);
-    joined = left + right;
-    int32_t merged = vocab_ids.find(joined);
-    if (a < 0) item.fail("the token '" + left + "' is not in model.vocab");
-    if (b < 0) item.fail("the token '" + right + "' is not in model.vocab");
-    if (merged < 0) item.fail("the merged token '" + joined + "' is not in model.vocab");
+    joined.assign(left);
+    joined.append(right);
+    int32_t a = vocab_ids.find(left), b = vocab_ids.find(right), merged = vocab_ids.find(joined);
+    if (a < 0) merges.at(i).fail("the token '" + std::string(left) + "' is not in model.vocab");
+    if (b < 0) merges.at(i).fail("the token '" + std::string(right) + "' is not in model.vocab");
+    if (merged < 0) merges.at(i).fail("the merged token '" + joined + "' is not in model.vocab");
     cfg.merges.push_back({a, b, merged});
   }
 }

@@ -70,6 +70,7 @@ class HfTokenizer final : public Tokenizer {
   int32_t token_id(const std::string& token) const;
   void encode_plain(std::string_view piece, bool at_start, std::vector<int32_t>& out, Scratch& s) const;
   void pre_tokenize(std::string_view text, bool at_start, std::vector<int32_t>& out, Scratch& s) const;
+  void split_words(std::string_view text, bool at_start, std::vector<int32_t>& out, Scratch& s) const;
   void run_stages(size_t stage, std::string_view word, std::vector<int32_t>& out, Scratch& s) const;
   void encode_words(std::string_view text, std::vector<int32_t>& out, Scratch& s) const;
 
@@ -253,6 +254,12 @@ void HfTokenizer::encode_plain(std::string_view piece, bool at_start, std::vecto
 }
 
 void HfTokenizer::pre_tokenize(std::string_view text, bool at_start, std::vector<int32_t>& out, Scratch& s) const {
+  split_words(text, at_start, out, s);
+  // The words point into this piece's buffers, which the next piece reuses.
+  model_->flush(out, s.bpe);
+}
+
+void HfTokenizer::split_words(std::string_view text, bool at_start, std::vector<int32_t>& out, Scratch& s) const {
   if (text.empty()) return;
   if (metaspace_) {
     const std::string& r = metaspace_->replacement;
@@ -270,7 +277,7 @@ void HfTokenizer::pre_tokenize(std::string_view text, bool at_start, std::vector
     while (begin < t.size()) {
       size_t next = t.find(r, begin + (t.compare(begin, r.size(), r) == 0 ? r.size() : 0));
       if (next == std::string_view::npos) next = t.size();
-      model_->encode_word(t.substr(begin, next - begin), out, s.bpe);
+      model_->queue_word(t.substr(begin, next - begin), out, s.bpe);
       begin = next;
     }
     return;
@@ -284,7 +291,7 @@ void HfTokenizer::pre_tokenize(std::string_view text, bool at_start, std::vector
 
 void HfTokenizer::run_stages(size_t stage, std::string_view word, std::vector<int32_t>& out, Scratch& s) const {
   if (stage == stages_.size()) {
-    model_->encode_word(word, out, s.bpe);
+    model_->queue_word(word, out, s.bpe);
     return;
   }
   const Stage& st = stages_[stage];
@@ -292,6 +299,7 @@ void HfTokenizer::run_stages(size_t stage, std::string_view word, std::vector<in
     if (word.front() == ' ') {
       run_stages(stage + 1, word, out, s);
     } else {
+      model_->flush(out, s.bpe);  // queued words may point into s.prefixed
       s.prefixed.clear();
       s.prefixed.push_back(' ');
       s.prefixed.append(word);
@@ -304,7 +312,7 @@ void HfTokenizer::run_stages(size_t stage, std::string_view word, std::vector<in
 
 void HfTokenizer::encode_words(std::string_view text, std::vector<int32_t>& out, Scratch& s) const {
   if (word_start_.empty()) {
-    model_->encode_word(text, out, s.bpe);
+    model_->queue_word(text, out, s.bpe);
     return;
   }
   // Cut before each run of the word-start character: the model gives the same ids per word as
@@ -316,12 +324,12 @@ void HfTokenizer::encode_words(std::string_view text, std::vector<int32_t>& out,
     if (hit == std::string_view::npos) break;
     bool follows_run = hit >= r.size() && text.compare(hit - r.size(), r.size(), r) == 0;
     if (hit > begin && !follows_run) {
-      model_->encode_word(text.substr(begin, hit - begin), out, s.bpe);
+      model_->queue_word(text.substr(begin, hit - begin), out, s.bpe);
       begin = hit;
     }
     pos = hit + r.size();
   }
-  model_->encode_word(text.substr(begin), out, s.bpe);
+  model_->queue_word(text.substr(begin), out, s.bpe);
 }
 
 std::string HfTokenizer::decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
