@@ -9,21 +9,6 @@ namespace {
 
 using Tokens = std::vector<std::string>;
 
-std::string replace_all(const std::string& s, const std::string& from, const std::string& to) {
-  if (from.empty()) return s;
-  std::string out;
-  size_t pos = 0;
-  while (true) {
-    size_t hit = s.find(from, pos);
-    if (hit == std::string::npos) break;
-    out.append(s, pos, hit - pos);
-    out += to;
-    pos = hit + from.size();
-  }
-  out.append(s, pos, std::string::npos);
-  return out;
-}
-
 int hex_digit(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -119,10 +104,14 @@ std::string decode_tokens(const std::vector<DecoderStep>& steps, bool has_decode
     }
     return text;
   }
+  std::string scratch;
   for (const DecoderStep& step : steps) {
     switch (step.kind) {
       case DecoderStep::Kind::kReplace:
-        for (std::string& t : tokens) t = replace_all(t, step.pattern, step.content);
+        for (std::string& t : tokens) {
+          replace_all(t, step.pattern, step.content, scratch);
+          t.swap(scratch);
+        }
         break;
       case DecoderStep::Kind::kByteFallback:
         tokens = byte_fallback(std::move(tokens));

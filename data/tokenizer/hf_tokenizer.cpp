@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -22,6 +23,7 @@ using hf::BpeModel;
 using hf::HfConfig;
 using hf::NormalizerStep;
 using hf::PrependScheme;
+using hf::replace_all;
 using hf::SplitPattern;
 
 std::atomic<uint64_t> next_serial{1};
@@ -32,19 +34,6 @@ struct Scratch {
   std::vector<AddedTokenMatcher::Piece> pieces, normalized_pieces;
   std::string normalized, replaced, transformed, prefixed;
 };
-
-void replace_all(std::string_view s, std::string_view from, std::string_view to, std::string& out) {
-  out.clear();
-  size_t pos = 0;
-  while (true) {
-    size_t hit = s.find(from, pos);
-    if (hit == std::string_view::npos) break;
-    out.append(s.substr(pos, hit - pos));
-    out.append(to);
-    pos = hit + from.size();
-  }
-  out.append(s.substr(pos));
-}
 
 class HfTokenizer final : public Tokenizer {
  public:

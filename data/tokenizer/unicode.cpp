@@ -107,4 +107,17 @@ std::string repair_utf8(std::string_view text) {
   return out;
 }
 
+void replace_all(std::string_view text, std::string_view from, std::string_view to, std::string& out) {
+  out.clear();
+  size_t pos = 0;
+  while (!from.empty()) {
+    size_t hit = text.find(from, pos);
+    if (hit == std::string_view::npos) break;
+    out.append(text.substr(pos, hit - pos));
+    out.append(to);
+    pos = hit + from.size();
+  }
+  out.append(text.substr(pos));
+}
+
 }  // namespace fm::data::hf

@@ -81,4 +81,7 @@ inline bool is_valid_utf8(std::string_view text) { return valid_utf8_prefix(text
 // `text` with each maximal invalid subsequence replaced by U+FFFD (Python's errors="replace").
 std::string repair_utf8(std::string_view text);
 
+// `out` = `text` with every occurrence of the non-empty `from` replaced by `to`, left to right.
+void replace_all(std::string_view text, std::string_view from, std::string_view to, std::string& out);
+
 }  // namespace fm::data::hf
