@@ -162,8 +162,15 @@ HfTokenizer::HfTokenizer(HfConfig cfg)
 }
 
 void HfTokenizer::normalize_into(std::string_view text, std::string& out, std::string& tmp) const {
-  out.assign(text);
-  for (const NormalizerStep& step : normalizer_) {
+  out.clear();
+  size_t first = 0;
+  if (!normalizer_.empty() && normalizer_[0].kind == NormalizerStep::Kind::kPrepend && !text.empty()) {
+    out.append(normalizer_[0].text);  // built in place rather than inserted in front
+    first = 1;
+  }
+  out.append(text);
+  for (size_t i = first; i < normalizer_.size(); ++i) {
+    const NormalizerStep& step = normalizer_[i];
     if (step.kind == NormalizerStep::Kind::kPrepend) {
       if (!out.empty()) out.insert(0, step.text);
     } else {
