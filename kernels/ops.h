@@ -18,6 +18,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 
 namespace fm::kernels {
 
@@ -75,11 +77,28 @@ class Ops {
   // out(M,N) = a(K,M)^T @ b(K,N) [+ out]      weight grad: dW += dy^T @ x
   virtual void matmul_tn(View out, View a, View b, int M, int N, int K, bool accumulate) = 0;
 
+  // Rows [row_begin, row_end) of matmul_tn's result alone: out(R,N) (+)= a(K,M)[:, row_begin:row_end]^T
+  // @ b(K,N), R = row_end - row_begin. A weight gradient computed in row chunks (ZeRO-2 streams
+  // gradients through buckets smaller than a tensor). Backends override it; this fallback only
+  // accepts the whole range.
+  virtual void matmul_tn_rows(View out, View a, View b, int M, int N, int K, int row_begin, int row_end,
+                              bool accumulate) {
+    if (row_begin != 0 || row_end != M) unsupported("matmul_tn_rows over a partial range");
+    matmul_tn(out, a, b, M, N, K, accumulate);
+  }
+
   // ---- embedding -----------------------------------------------------------------------------
   // out(N,C) = table[tokens[n]]; tokens are I32 and already validated to lie in [0,V).
   virtual void embedding_forward(View out, View tokens, View table, int N, int C) = 0;
   // dtable(V,C) += scatter of dout(N,C) by token; deterministic (same sums in the same order).
   virtual void embedding_backward(View dtable, View dout, View tokens, int N, int C, int V) = 0;
+  // Rows [row_begin, row_end) of the table alone: dtable_rows(row_end-row_begin, C) += the rows of
+  // dout whose token lies in the range, in token order (deterministic). Fallback: whole range only.
+  virtual void embedding_backward_rows(View dtable_rows, View dout, View tokens, int N, int C, int row_begin,
+                                       int row_end, int V) {
+    if (row_begin != 0 || row_end != V) unsupported("embedding_backward_rows over a partial range");
+    embedding_backward(dtable_rows, dout, tokens, N, C, V);
+  }
 
   // ---- RMSNorm: y = x / sqrt(mean(x^2) + eps) * w --------------------------------------------
   // out(N,C), rstd(N) saved for backward.
@@ -125,6 +144,12 @@ class Ops {
   // written there (converted to its dtype): the bf16 working copy on GPUs.
   virtual void adam_update(View master, View grad, View m, View v, View param_out, int64_t n,
                            const AdamStep& s) = 0;
+
+ protected:
+  [[noreturn]] static void unsupported(const char* what) {
+    std::fprintf(stderr, "internal error: this backend does not implement %s\n", what);
+    std::abort();
+  }
 };
 
 // RoPE table for positions 0..T-1 (see rope_forward): inv_freq[i] = theta^(-2i/D), optionally

@@ -46,14 +46,15 @@ void rope_backward(T* dqkv, const T* cos_sin, const AttentionShape& s);
 
 // ---- causal grouped-query attention over fused qkv ------------------------------------------
 // Queries are processed in blocks of `block` rows (0: the default, kAttentionBlock). Forward tasks
-// are (sequence, head, query block); backward tasks are (sequence, kv head), so no two tasks write
-// the same rows of dk or dv. Scratch per task: a few block x T matrices, never T x T.
+// are (sequence, head, query block); backward tasks are (sequence, kv head, key range), so no two
+// tasks write the same rows of dk or dv. `key_splits` ranges (0: chosen from the shape, more when
+// B*Hkv is small) trade a dQ buffer for parallelism. Scratch per task: two block x T matrices.
 inline constexpr int kAttentionBlock = 64;
 template <typename T>  // out(N, H*D), lse(B,H,T)
 void attention_forward(T* out, T* lse, const T* qkv, const AttentionShape& s, int block = 0);
 template <typename T>  // dqkv(N, (H+2Hkv)*D) overwritten
 void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse,
-                        const AttentionShape& s, int block = 0);
+                        const AttentionShape& s, int block = 0, int key_splits = 0);
 
 // ---- SwiGLU ------------------------------------------------------------------------------------
 template <typename T>  // out(N,F) = silu(gateup[:, :F]) * gateup[:, F:]

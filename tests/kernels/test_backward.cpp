@@ -85,6 +85,22 @@ TEST_CASE("attention backward matches finite differences (GQA ratios, ragged blo
   }
 }
 
+TEST_CASE("attention backward gives the same gradients however the keys are split into ranges") {
+  const AttentionShape s{1, 130, 4, 2, 8};  // blocks of 16: 9 blocks, the last ragged
+  const size_t N = size_t(s.B) * s.T;
+  const Vec qkv = random_vec(N * s.qkv_width(), 70, -2, 2), dout = random_vec(N * s.H * s.D, 71);
+  Vec out(N * s.H * s.D), lse(size_t(s.B) * s.H * s.T);
+  cpu::attention_forward(out.data(), lse.data(), qkv.data(), s, 16);
+  Vec one(qkv.size());
+  cpu::attention_backward(one.data(), dout.data(), qkv.data(), out.data(), lse.data(), s, 16, 1);
+  for (int splits : {0, 2, 3, 4, 9}) {
+    CAPTURE(splits);
+    Vec split(qkv.size(), 99.0);
+    cpu::attention_backward(split.data(), dout.data(), qkv.data(), out.data(), lse.data(), s, 16, splits);
+    CHECK(max_abs_diff(split, one) < 1e-12);
+  }
+}
+
 TEST_CASE("swiglu backward matches finite differences") {
   const int N = 4, F = 9;
   const Vec gu0 = random_vec(N * 2 * F, 30, -4, 4), R = random_vec(N * F, 31);
