@@ -7,7 +7,8 @@ of them (other pre-tokenizer/decoder/post-processor shapes, added-token flags), 
 encoded by tokenizer_tool and by `tokenizers`, with and without add_special_tokens, and decoded
 with and without skip_special_tokens; ids and texts must be equal. Cases: every line of
 tinyshakespeare and the whole file as one text, hand-written hard cases (scripts, emoji, spaces,
-digits, contractions, special tokens in the text, long words, invalid UTF-8), and a sweep over
+digits, contractions, special tokens in the text, long words, invalid UTF-8), random strings of
+pieces that meet at the edges of the split patterns' alternatives, and a sweep over
 the code points of planes 0-3 and 14 in contexts that expose their character class.
 
 Invalid UTF-8: our API takes bytes and repairs them (each maximal invalid subsequence -> U+FFFD);
@@ -75,6 +76,20 @@ def hard_cases():
         b"\xf0\x9f\x98\x80\xf0\x9f", b"a\xc3", b"\xc3\xc3\xa9", b"<s>\xff</s>", b"\xfe\xfe\xff\xff",
     ]
     return cases
+
+
+def random_cases(count=3000, seed=1234, extra_pieces=()):
+    """Short random strings over pieces that meet at the edges of the split patterns' alternatives
+    (spaces of several kinds before letters, digits, marks and punctuation; contractions; special
+    tokens), deterministic."""
+    import random
+    rng = random.Random(seed)
+    pieces = [" ", "  ", "\t", "\n", "\r\n", "\r", "\u00a0", "\u3000", "\x0b", "\x85", "\u2028", "\x1c",
+              "a", "Z", "word", "\u00e9", "\u017f", "'", "s", "t", "re", "VE", "m", "LL", "d", "1", "23", "4567",
+              "\u0663", "\u00bd", "\u2167", "!", ".", ",", "?!", "--", "_", "(", ")", "\"", "\U0001F600", "\u200d",
+              "\u0301", "\u4e2d", "\u0915\u094d", "\u05d0", "\u0627", "\u2581", "\u2581\u2581", "<s>", "</s>",
+              "<unk>", "<|eot_id|>", "<|begin_of_text|>", "<", "|", ">", "\ufffd", "\x00"] + list(extra_pieces)
+    return ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 24))).encode("utf-8") for _ in range(count)]
 
 
 def corpus_cases():
@@ -266,7 +281,8 @@ def variants():
     def no_decoder(doc):
         doc["decoder"] = None
 
-    flag_cases = ["<mask>", " <mask> ", "a <mask>  b", "x<mask>y", "\t<mask>\n", "<mask><mask>", " xyzzy ",
+    flag_pieces = ["<mask>", "xyzzy", "Hello World", "\u00e9t\u00e9", "foo bar", "zork", "foo", "bar"]
+    flag_cases = [c.decode("utf-8") for c in random_cases(1000, 99, flag_pieces)] + ["<mask>", " <mask> ", "a <mask>  b", "x<mask>y", "\t<mask>\n", "<mask><mask>", " xyzzy ",
                   "xyzzyx", "axyzzy", "(xyzzy)", "xyzzy\u0301", "Hello World", "say Hello World!",
                   "\u00e9t\u00e9 chaud", "foo bar", "a foo bar b", "zork", "zorky", " zork  x", "<mask>zork"]
     unk_cases = ["\u4e00\U0001F600\U000F0000", "\U000F0000\U000F0001x\U000F0002", "\u0fff\u0ffe", "ab\U000F0000"]
@@ -304,7 +320,7 @@ def check_input_errors():
 
 def main():
     ok = check_input_errors()
-    hard = hard_cases()
+    hard = hard_cases() + random_cases()
     corpus = corpus_cases()
     # The code point sweep is compared without special tokens only: with them only a prefix changes.
     upto = len(corpus) + len(hard)
