@@ -18,8 +18,8 @@ using kernels::f32;
 using kernels::i32;
 
 struct Stage::LayerWeights {
-  float *ln1, *qkv, *o, *ln2, *gateup, *down;         // parameters
-  float *d_ln1, *d_qkv, *d_o, *d_ln2, *d_gateup, *d_down;  // their gradients
+  float *ln1, *qkv, *o, *ln2, *gateup, *down;  // parameters
+  const ParamInfo *pi_ln1, *pi_qkv, *pi_o, *pi_ln2, *pi_gateup, *pi_down;  // where their gradients go
 };
 
 // One micro-batch in flight.
@@ -127,8 +127,9 @@ MemoryPlan plan_stage_memory(const LlamaConfig& c, int layer_begin, int layer_en
   const bool first = layer_begin == 0, last = holds_head(c, layer_end);
   const int n_dec = decoder_layers_in(c, layer_begin, layer_end);
   MemoryPlan p;
-  p.param_bytes = make_param_layout(c, layer_begin, layer_end).total * int64_t(sizeof(float));
-  p.grad_bytes = p.param_bytes;
+  const int64_t total = make_param_layout(c, layer_begin, layer_end).total;
+  p.param_bytes = std::max(total, shape.buffer_elements) * int64_t(sizeof(float));
+  p.grad_bytes = shape.full_grads ? p.param_bytes : 0;
   Carver slot(nullptr);
   StageSlotCarver::carve(slot, d, n_dec, first, last, nullptr);
   p.activation_bytes_per_slot = slot.bytes();
@@ -178,32 +179,33 @@ Stage::Stage(const LlamaConfig& c, int layer_begin, int layer_end, kernels::Ops&
   attn_ = {int(d.B), int(d.T), int(d.H), int(d.Hkv), int(d.D)};
   plan_ = plan_stage_memory(c, layer_begin, layer_end, shape);
 
+  FM_CHECK(shape.buffer_elements == 0 || shape.buffer_elements >= layout_.total, "buffer smaller than the layout");
+  buffer_elements_ = std::max(layout_.total, shape.buffer_elements);
   params_ = static_cast<float*>(ops_.alloc(plan_.param_bytes));
-  grads_ = static_cast<float*>(ops_.alloc(plan_.grad_bytes));
+  if (shape.full_grads) grads_ = static_cast<float*>(ops_.alloc(plan_.grad_bytes));
 
-  auto tensor = [&](const std::string& name, float*& p, float*& g) {
-    const ParamInfo* info = layout_.find(name);
+  auto tensor = [&](const std::string& name, float*& p, const ParamInfo*& info) {
+    info = layout_.find(name);
     FM_CHECK(info, "layout lacks " + name);
     p = params_ + info->offset;
-    g = grads_ + info->offset;
   };
   const int L = static_cast<int>(c.num_hidden_layers);
-  if (is_first()) tensor("embed_tokens", embed_, d_embed_);
+  if (is_first()) tensor("embed_tokens", embed_, pi_embed_);
   for (int layer = std::max(layer_begin, 1); layer < std::min(layer_end, L + 1); ++layer) {
     const std::string pre = "layers." + std::to_string(layer - 1) + ".";
     LayerWeights w{};
-    tensor(pre + "input_layernorm", w.ln1, w.d_ln1);
-    tensor(pre + "qkv", w.qkv, w.d_qkv);
-    tensor(pre + "o_proj", w.o, w.d_o);
-    tensor(pre + "post_attention_layernorm", w.ln2, w.d_ln2);
-    tensor(pre + "gateup", w.gateup, w.d_gateup);
-    tensor(pre + "down_proj", w.down, w.d_down);
+    tensor(pre + "input_layernorm", w.ln1, w.pi_ln1);
+    tensor(pre + "qkv", w.qkv, w.pi_qkv);
+    tensor(pre + "o_proj", w.o, w.pi_o);
+    tensor(pre + "post_attention_layernorm", w.ln2, w.pi_ln2);
+    tensor(pre + "gateup", w.gateup, w.pi_gateup);
+    tensor(pre + "down_proj", w.down, w.pi_down);
     layers_.push_back(w);
   }
   if (is_last()) {
-    tensor("norm", norm_, d_norm_);
+    tensor("norm", norm_, pi_norm_);
     // Tied: the head multiplies by the embedding table, ours or (on a head-only stage) a replica.
-    tensor(c.tie_word_embeddings ? "embed_tokens" : "lm_head", lm_head_, d_lm_head_);
+    tensor(c.tie_word_embeddings ? "embed_tokens" : "lm_head", lm_head_, pi_lm_head_);
   }
 
   activations_ = ops_.alloc(plan_.activation_bytes_per_slot * shape.num_slots);
@@ -225,11 +227,32 @@ Stage::Stage(const LlamaConfig& c, int layer_begin, int layer_end, kernels::Ops&
 Stage::~Stage() {
   ops_.release(workspace_);
   ops_.release(activations_);
-  ops_.release(grads_);
+  if (grads_) ops_.release(grads_);
   ops_.release(params_);
 }
 
-void Stage::zero_grads() { ops_.zero(f32(grads_), layout_.total); }
+void Stage::zero_grads() {
+  if (grads_) ops_.zero(f32(grads_), layout_.total);
+}
+
+void Stage::set_grad_sink(GradSink* sink) { sink_ = sink; }
+
+template <typename Compute>
+void Stage::param_grad(const ParamInfo& p, Compute&& compute) {
+  if (!sink_) {
+    FM_CHECK(grads_, "no gradient buffer and no gradient sink");
+    compute(grads_ + p.offset, int64_t{0}, p.rows);
+    return;
+  }
+  const int64_t step = std::max<int64_t>(1, sink_->chunk_rows(p));
+  // Vectors (norm weights) come out of one fused kernel with the input gradient: never chunked.
+  FM_CHECK(p.cols > 1 || step >= p.rows, "a gradient sink may not chunk a vector");
+  for (int64_t r0 = 0; r0 < p.rows; r0 += step) {
+    const int64_t r1 = std::min(p.rows, r0 + step);
+    compute(sink_->acquire(p, r0, r1), r0, r1);
+    sink_->release(p, r0, r1);
+  }
+}
 
 void Stage::upload_params(const float* host) { ops_.copy(f32(params_), f32(host), layout_.total); }
 void Stage::download_params(float* host) const {
@@ -237,6 +260,7 @@ void Stage::download_params(float* host) const {
   ops_.synchronize();
 }
 void Stage::download_grads(float* host) const {
+  FM_CHECK(grads_, "the stage keeps no full gradient buffer");
   ops_.copy(f32(host), f32(grads_), layout_.total);
   ops_.synchronize();
 }
@@ -360,9 +384,13 @@ void Stage::head_backward(Slot& s) {
   float* x = s.res.back();
   float* dlogits = s.logits;  // (N,V), written by the training forward
   ops_.rmsnorm_forward(f32(ws_.ln), f32(s.rstd_f), f32(x), f32(norm_), N, C, eps_);
-  ops_.matmul_tn(f32(d_lm_head_), f32(dlogits), f32(ws_.ln), V, C, N, true);  // dW (V,C) += dlogits^T @ ln
+  param_grad(*pi_lm_head_, [&](float* g, int64_t r0, int64_t r1) {  // dW (V,C) += dlogits^T @ ln
+    ops_.matmul_tn_rows(f32(g), f32(dlogits), f32(ws_.ln), V, C, N, int(r0), int(r1), true);
+  });
   ops_.matmul_nn(f32(ws_.dln), f32(dlogits), f32(lm_head_), N, C, V, false);  // dln (N,C) = dlogits @ W
-  ops_.rmsnorm_backward(f32(s.dres), f32(d_norm_), f32(ws_.dln), f32(x), f32(norm_), f32(s.rstd_f), N, C, false);
+  param_grad(*pi_norm_, [&](float* g, int64_t, int64_t) {
+    ops_.rmsnorm_backward(f32(s.dres), f32(g), f32(ws_.dln), f32(x), f32(norm_), f32(s.rstd_f), N, C, false);
+  });
 }
 
 void Stage::decoder_backward(int i, Slot& s) {
@@ -373,30 +401,40 @@ void Stage::decoder_backward(int i, Slot& s) {
   float* dres = s.dres;  // (N,C) gradient of the layer's output; leaves as the gradient of its input
 
   // MLP block: out = mid + swiglu(rmsnorm(mid) @ Wgu^T) @ Wd^T
+  // dW (rows, cols) += dy^T @ x, chunk by chunk when the gradient sink asks for it.
+  auto weight_grad = [&](const ParamInfo& p, const float* dy, const float* xin, int rows, int cols) {
+    param_grad(p, [&](float* g, int64_t r0, int64_t r1) {
+      ops_.matmul_tn_rows(f32(g), f32(dy), f32(xin), rows, cols, N, int(r0), int(r1), true);
+    });
+  };
   ops_.swiglu_forward(f32(ws_.act), f32(a.gateup), N, F);                 // recompute act (N,F)
-  ops_.matmul_tn(f32(w.d_down), f32(dres), f32(ws_.act), C, F, N, true);   // dWd (C,F) += dres^T @ act
+  weight_grad(*w.pi_down, dres, ws_.act, C, F);                            // dWd (C,F) += dres^T @ act
   ops_.matmul_nn(f32(ws_.act), f32(dres), f32(w.down), N, F, C, false);    // dact (N,F) = dres @ Wd
   ops_.swiglu_backward(f32(ws_.dgateup), f32(ws_.act), f32(a.gateup), N, F);  // dgateup (N,2F)
   ops_.rmsnorm_forward(f32(ws_.ln), f32(a.rstd2), f32(a.mid), f32(w.ln2), N, C, eps_);  // recompute ln2
-  ops_.matmul_tn(f32(w.d_gateup), f32(ws_.dgateup), f32(ws_.ln), 2 * F, C, N, true);  // dWgu (2F,C)
+  weight_grad(*w.pi_gateup, ws_.dgateup, ws_.ln, 2 * F, C);                           // dWgu (2F,C)
   ops_.matmul_nn(f32(ws_.dln), f32(ws_.dgateup), f32(w.gateup), N, C, 2 * F, false);   // dln2 (N,C)
-  ops_.rmsnorm_backward(f32(dres), f32(w.d_ln2), f32(ws_.dln), f32(a.mid), f32(w.ln2), f32(a.rstd2), N, C,
-                        true);  // dres += through the norm: now d(mid)
+  param_grad(*w.pi_ln2, [&](float* g, int64_t, int64_t) {  // dres += through the norm: now d(mid)
+    ops_.rmsnorm_backward(f32(dres), f32(g), f32(ws_.dln), f32(a.mid), f32(w.ln2), f32(a.rstd2), N, C, true);
+  });
 
   // attention block: mid = x + attention(rope(rmsnorm(x) @ Wqkv^T)) @ Wo^T
-  ops_.matmul_tn(f32(w.d_o), f32(dres), f32(a.att), C, Q, N, true);     // dWo (C,Q) += dres^T @ att
+  weight_grad(*w.pi_o, dres, a.att, C, Q);                               // dWo (C,Q) += dres^T @ att
   ops_.matmul_nn(f32(ws_.datt), f32(dres), f32(w.o), N, Q, C, false);   // datt (N,Q) = dres @ Wo
   ops_.attention_backward(f32(ws_.dqkv), f32(ws_.datt), f32(a.qkv), f32(a.att), f32(a.lse), attn_);
   ops_.rope_backward(f32(ws_.dqkv), f32(rope_), attn_);                     // dqkv before RoPE
   ops_.rmsnorm_forward(f32(ws_.ln), f32(a.rstd1), f32(x), f32(w.ln1), N, C, eps_);  // recompute ln1
-  ops_.matmul_tn(f32(w.d_qkv), f32(ws_.dqkv), f32(ws_.ln), QKV, C, N, true);  // dWqkv (QKV,C)
+  weight_grad(*w.pi_qkv, ws_.dqkv, ws_.ln, QKV, C);                                 // dWqkv (QKV,C)
   ops_.matmul_nn(f32(ws_.dln), f32(ws_.dqkv), f32(w.qkv), N, C, QKV, false);  // dln1 (N,C)
-  ops_.rmsnorm_backward(f32(dres), f32(w.d_ln1), f32(ws_.dln), f32(x), f32(w.ln1), f32(a.rstd1), N, C,
-                        true);  // dres += through the norm: now d(x)
+  param_grad(*w.pi_ln1, [&](float* g, int64_t, int64_t) {  // dres += through the norm: now d(x)
+    ops_.rmsnorm_backward(f32(dres), f32(g), f32(ws_.dln), f32(x), f32(w.ln1), f32(a.rstd1), N, C, true);
+  });
 }
 
 void Stage::embedding_backward(Slot& s) {
-  ops_.embedding_backward(f32(d_embed_), f32(s.dres), i32(s.tokens), N_, C_, V_);
+  param_grad(*pi_embed_, [&](float* g, int64_t r0, int64_t r1) {
+    ops_.embedding_backward_rows(f32(g), f32(s.dres), i32(s.tokens), N_, C_, int(r0), int(r1), V_);
+  });
 }
 
 }  // namespace fm::model

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "kernels/ops.h"
+#include "model/grad_sink.h"
 #include "model/llama_config.h"
 #include "model/param_layout.h"
 
@@ -36,6 +37,13 @@ struct StageShape {
   int micro_batch = 1;  // B: sequences per micro-batch
   int seq_len = 0;      // T: tokens per sequence
   int num_slots = 1;    // micro-batches whose activations can be held at once
+  // Elements allocated for the flat parameter (and gradient) buffers: at least the layout's total;
+  // ZeRO pads the buffer to a multiple of 2 x data-parallel size so it splits into equal
+  // partitions. 0 = exactly the layout's total. The padding is zero and belongs to no tensor.
+  int64_t buffer_elements = 0;
+  // false: no full gradient buffer is allocated (grads() is null); a GradSink must be set before
+  // backward. ZeRO stage 2 keeps only its partition of the gradients.
+  bool full_grads = true;
 };
 
 // Bytes the stage allocates, computed from the config before anything is allocated.
@@ -71,6 +79,7 @@ class Stage {
   Stage& operator=(const Stage&) = delete;
 
   const LlamaConfig& config() const { return cfg_; }
+  kernels::Ops& ops() const { return ops_; }
   const ParamLayout& layout() const { return layout_; }
   const StageShape& shape() const { return shape_; }
   int layer_begin() const { return layout_.layer_begin; }
@@ -78,13 +87,16 @@ class Stage {
   bool is_first() const { return layout_.layer_begin == 0; }
   bool is_last() const { return layout_.layer_end == cfg_.num_hidden_layers + 2; }
 
-  // Flat buffers (backend memory), layout().total floats each.
+  // Flat buffers (backend memory), layout().total floats each (buffer_elements() allocated).
   float* params() { return params_; }
   const float* params() const { return params_; }
   float* grads() { return grads_; }
   const float* grads() const { return grads_; }
   int64_t num_params() const { return layout_.total; }
-  void zero_grads();
+  int64_t buffer_elements() const { return buffer_elements_; }
+  void zero_grads();  // no-op without a full gradient buffer
+  // Parameter gradients go to `sink` instead of grads() (nullptr: back to grads()). Not owned.
+  void set_grad_sink(GradSink* sink);
 
   // Host <-> backend copies of the whole flat buffers (layout().total floats).
   void upload_params(const float* host);
@@ -122,6 +134,11 @@ class Stage {
   void decoder_backward(int i, Slot& s);
   void embedding_backward(Slot& s);
   void validate_tokens(const int32_t* ids, const char* what, bool allow_ignore) const;
+  // Accumulates the gradient of parameter `p`: compute(dst, r0, r1) adds the gradient of rows
+  // [r0, r1) to dst ((r1-r0) x cols floats), once for the whole tensor, or chunk by chunk when the
+  // sink asks for chunks.
+  template <typename Compute>
+  void param_grad(const ParamInfo& p, Compute&& compute);
 
   LlamaConfig cfg_;
   ParamLayout layout_;
@@ -136,14 +153,17 @@ class Stage {
 
   float* params_ = nullptr;
   float* grads_ = nullptr;
+  int64_t buffer_elements_ = 0;
+  GradSink* sink_ = nullptr;
   void* activations_ = nullptr;
   void* workspace_ = nullptr;
   float* rope_ = nullptr;  // (T, D) cos | sin
 
   // Parameter tensors (nullptr where the stage does not hold them), and their gradients.
-  float *embed_ = nullptr, *d_embed_ = nullptr;
-  float *norm_ = nullptr, *d_norm_ = nullptr;
-  float *lm_head_ = nullptr, *d_lm_head_ = nullptr;  // = embedding table when tied in one stage
+  float* embed_ = nullptr;
+  float* norm_ = nullptr;
+  float* lm_head_ = nullptr;  // = embedding table when tied in one stage
+  const ParamInfo *pi_embed_ = nullptr, *pi_norm_ = nullptr, *pi_lm_head_ = nullptr;
   std::vector<LayerWeights> layers_;
   std::vector<Slot> slots_;
 

@@ -1,51 +1,112 @@
-// fmtrain: trains a LLaMA-family model. Exit codes: 0 done, 2 bad input (flags, config, model
-// config, data: reported before any expensive work), 1 a runtime fault (naming the rank).
+// fmtrain: trains a LLaMA-family model, alone or as one rank of a job started by mpirun, srun,
+// fmlaunch or any torchrun-style launcher. Exit codes: 0 done; 2 bad input (flags, config, model
+// config, data), reported before any expensive work; 1 a runtime fault, naming the rank.
 #include <fmt/format.h>
 
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 
-#include "fm_build_config.h"
 #include "runtime/base/error.h"
 #include "runtime/base/log.h"
+#include "runtime/comm/bootstrap.h"
+#include "runtime/comm/topology.h"
 #include "runtime/config/train_args.h"
 #include "runtime/run_spec.h"
 #include "runtime/trainer.h"
 
 namespace {
 
+using namespace fm::runtime;
+namespace comm = fm::comm;
+
+std::unique_ptr<comm::World> g_world;
+
+// Setup errors (flags, config, data) are usually the same on every rank. All ranks agree on
+// whether one happened; the lowest failing rank prints it and every rank exits 2, without the
+// noise of an abort. Ranks that fail alone later (a bad token in their shard) abort the job.
+void agree_on_setup_errors(const comm::CommPtr& world, const std::string& error) {
+  const int failing = world->all_reduce_value<int>(error.empty() ? world->size() : world->rank(), comm::ReduceOp::Min);
+  if (failing == world->size()) return;
+  if (world->rank() == failing) std::fprintf(stderr, "fmtrain: %s\n", error.c_str());
+  g_world->finalize();
+  std::exit(fm::kExitInputError);
+}
+
 int run(int argc, char** argv) {
-  using namespace fm::runtime;
   TrainArgs args = parse_train_args(argc, argv);
   if (args.help) {
     std::fputs("usage: fmtrain [flags]\n\n", stdout);
     std::fputs(train_args_help().c_str(), stdout);
     return 0;
   }
-  WorldShape world;
-  fm::log::set_rank(world.rank, world.world_size);
+  comm::BootstrapOptions boot;
+  boot.backend = args.comm_backend;
+  boot.timeout = std::chrono::seconds(args.comm_timeout);
+  g_world = comm::bootstrap(boot);
+  const comm::CommPtr& world = g_world->comm();
 
-  RunSpec spec = prepare_run(args, world);
+  RunSpec spec;
+  std::string setup_error;
+  try {
+    spec = prepare_run(args, {g_world->size(), g_world->rank()});
+  } catch (const fm::InputError& e) {
+    setup_error = fm::format_input_error(e);
+  }
+  agree_on_setup_errors(world, setup_error);
+  const comm::Topology topo(g_world->size(), spec.pipe);
+
   if (args.dry_run) {
-    for (const auto& n : spec.notes) fm::log::info("{}", n);
-    fm::log::info("{}", train_args_summary(args));
-    fm::log::info("resolved config:\n{}", ds_config_to_json(spec.ds));
-    (void)open_run_data(spec);
+    if (g_world->rank() == 0) {
+      for (const auto& n : spec.notes) fm::log::info("{}", n);
+      fm::log::info("{}", train_args_summary(args));
+      fm::log::info("ranks:\n{}", topo.table(g_world->hosts()));
+      fm::log::info("resolved config:\n{}", ds_config_to_json(spec.ds));
+    }
+    try {
+      (void)open_run_data(spec);
+    } catch (const fm::InputError& e) {
+      setup_error = fm::format_input_error(e);
+    }
+    agree_on_setup_errors(world, setup_error);
     fm::log::info("dry run: flags, config, model and data are valid");
+    g_world->finalize();
     return 0;
   }
 
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(args.output_dir) / "logs", ec);
-  if (ec)
-    throw fm::InputError("--output_dir", fmt::format("cannot create {}: {}", args.output_dir, ec.message()),
-                         "choose a writable directory");
-  fm::log::open_file((std::filesystem::path(args.output_dir) / "logs" / fmt::format("rank_{}.log", world.rank)).string());
+  // Rank 0 makes the output directory and tokenizes raw data once; the others wait for it.
+  try {
+    if (g_world->rank() == 0) {
+      std::error_code ec;
+      std::filesystem::create_directories(std::filesystem::path(args.output_dir) / "logs", ec);
+      if (ec)
+        throw fm::InputError("--output_dir", fmt::format("cannot create {}: {}", args.output_dir, ec.message()),
+                             "choose a writable directory");
+      prepare_run_data(spec);
+    }
+  } catch (const fm::InputError& e) {
+    setup_error = fm::format_input_error(e);
+  }
+  agree_on_setup_errors(world, setup_error);
+  fm::log::open_file(
+      (std::filesystem::path(args.output_dir) / "logs" / fmt::format("rank_{}.log", g_world->rank())).string());
+  fm::log::info_all("{} | rank {} on {}", g_world->description(), g_world->rank(), g_world->hostname());
 
-  prepare_run_data(spec);
-  Trainer trainer(std::move(spec));
-  trainer.print_header();
-  trainer.train();
+  comm::RankGroups groups = comm::make_groups(world, topo);
+  // Ranks on one host share its cores.
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = std::max(1, cores / std::max(1, g_world->local_size()));
+  std::unique_ptr<Trainer> trainer;
+  try {
+    trainer = std::make_unique<Trainer>(std::move(spec), topo, groups, threads);
+  } catch (const fm::InputError& e) {
+    setup_error = fm::format_input_error(e);
+  }
+  agree_on_setup_errors(world, setup_error);
+  trainer->print_header();
+  trainer->train();
+  trainer.reset();
+  g_world->finalize();
   return 0;
 }
 
@@ -55,13 +116,19 @@ int main(int argc, char** argv) {
   try {
     return run(argc, argv);
   } catch (const fm::InputError& e) {
-    std::fprintf(stderr, "fmtrain: %s\n", fm::format_input_error(e).c_str());
+    const std::string msg = "fmtrain: " + fm::format_input_error(e);
+    if (g_world && g_world->size() > 1) comm::abort_job(fm::kExitInputError, msg);
+    std::fprintf(stderr, "%s\n", msg.c_str());
     return fm::kExitInputError;
   } catch (const fm::RuntimeFault& e) {
+    const std::string msg = fmt::format("rank {}: {}", fm::log::rank(), e.what());
+    if (g_world && g_world->size() > 1) comm::abort_job(fm::kExitRuntimeFault, msg);
     fm::log::error("{}", e.what());
     return fm::kExitRuntimeFault;
   } catch (const std::exception& e) {
-    fm::log::error("internal error: {}", e.what());
+    const std::string msg = fmt::format("rank {}: internal error: {}", fm::log::rank(), e.what());
+    if (g_world && g_world->size() > 1) comm::abort_job(fm::kExitRuntimeFault, msg);
+    std::fprintf(stderr, "%s\n", msg.c_str());
     return fm::kExitRuntimeFault;
   }
 }

@@ -5,7 +5,9 @@
 #include <filesystem>
 
 #include "data/tokenizer/tokenizer.h"
+#include "pipeline/partition.h"
 #include "runtime/base/error.h"
+#include "model/param_layout.h"
 #include "runtime/embedded_defaults.h"
 
 namespace fm::runtime {
@@ -69,6 +71,10 @@ RunSpec prepare_run(const TrainArgs& args, const WorldShape& world) {
                                  spec.pipe, layers, spec.model.num_hidden_layers),
                      fmt::format("use at most {} stages", layers));
   spec.dp = world.world_size / spec.pipe;
+  spec.cuts = pipeline::partition_layers(spec.ds.pipeline.partition_method, spec.pipe,
+                                         pipeline::layer_type_names(spec.model.num_hidden_layers),
+                                         model::layer_param_counts(spec.model),
+                                         {"pipeline.partition_method", "--pipe_parallel_size"});
 
   ResolveContext ctx;
   ctx.train_steps = args.train_steps;

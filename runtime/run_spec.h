@@ -29,6 +29,7 @@ struct RunSpec {
   model::LlamaConfig model;
   int pipe = 1;  // pipeline stages
   int dp = 1;    // data-parallel replicas
+  std::vector<int> cuts;  // stage s holds layers [cuts[s], cuts[s+1]) (DeepSpeed's partitioning)
   data::DataOptions data_options;
   std::vector<std::string> notes;  // "auto" resolutions and other decisions, for the start log
 

@@ -5,7 +5,6 @@
 
 #include <cmath>
 #include <filesystem>
-#include <thread>
 
 #include "kernels/cpu/cpu_ops.h"
 #include "model/init.h"
@@ -25,14 +24,16 @@ zero::WarmupType warmup_type_of(WarmupType t) {
   return t == WarmupType::Linear ? zero::WarmupType::Linear : zero::WarmupType::Log;
 }
 
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 double peak_rss_bytes() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   return static_cast<double>(ru.ru_maxrss) * 1024.0;
+}
+
+pipeline::ScheduleKind train_schedule_kind(const DsConfig& ds) {
+  return ds.pipeline.schedule == PipeSchedule::GPipe ? pipeline::ScheduleKind::GPipe : pipeline::ScheduleKind::OneFOneB;
 }
 
 }  // namespace
@@ -94,34 +95,59 @@ zero::LrScheduleParams lr_schedule_params_of(const DsConfig& ds) {
   return zero::ConstantLRParams{};
 }
 
-Trainer::Trainer(RunSpec spec) : spec_(std::move(spec)) {
+Trainer::Trainer(RunSpec spec, const comm::Topology& topology, comm::RankGroups groups, int threads)
+    : spec_(std::move(spec)), topo_(topology), groups_(std::move(groups)), cuts_(spec_.cuts) {
   const TrainArgs& a = spec_.args;
-  // Opening the data validates it (files, indexes, vocabulary) before the model is allocated.
-  data_ = open_run_data(spec_);
+  const int s = groups_.coord.stage, p = spec_.pipe;
+  const bool first = s == 0, last = s == p - 1;
+  const int gas = static_cast<int>(spec_.grad_accum());
 
+  // Only the first stage (tokens) and the last (targets) read data; opening it validates the
+  // files and the vocabulary before the model is allocated.
+  needs_data_ = first || last;
   data::BatchLayout layout;
   layout.micro_batch = static_cast<int>(spec_.micro_batch());
-  layout.grad_accum = static_cast<int>(spec_.grad_accum());
+  layout.grad_accum = gas;
   layout.dp_size = spec_.dp;
-  layout.dp_rank = 0;
+  layout.dp_rank = groups_.coord.data;
   layout.seq_len = static_cast<int>(a.max_seq_len);
-  loader_ = std::make_unique<data::Loader>(data_.train, layout, static_cast<uint64_t>(a.seed), data_.shuffle,
-                                           a.num_workers, spec_.model.vocab_size);
-  if (data_.valid && a.eval_steps > 0)
-    eval_loader_ = std::make_unique<data::EvalLoader>(data_.valid, layout, static_cast<int>(a.eval_iters),
-                                                      spec_.model.vocab_size);
+  if (needs_data_) {
+    data_ = open_run_data(spec_);
+    loader_ = std::make_unique<data::Loader>(data_.train, layout, static_cast<uint64_t>(a.seed), data_.shuffle,
+                                             a.num_workers, spec_.model.vocab_size);
+    if (data_.valid && a.eval_steps > 0)
+      eval_loader_ = std::make_unique<data::EvalLoader>(data_.valid, layout, static_cast<int>(a.eval_iters),
+                                                        spec_.model.vocab_size);
+  }
 
-  ops_ = kernels::make_cpu_ops(0);
-  model::StageShape shape{layout.micro_batch, layout.seq_len, 1};
-  const int layers = static_cast<int>(spec_.model.num_layers_total());
-  stage_ = std::make_unique<model::Stage>(spec_.model, 0, layers, *ops_, shape);
+  train_schedule_ = pipeline::make_schedule(train_schedule_kind(spec_.ds), p, gas, s);
+  eval_schedule_ = pipeline::make_schedule(pipeline::ScheduleKind::Inference, p, gas, s);
+  // The last stage of 1F1B runs each backward right after its forward: one slot suffices there.
+  int slots = train_schedule_.num_buffers;
+  if (last && train_schedule_.kind == pipeline::ScheduleKind::OneFOneB) slots = 1;
+
+  const int zero_stage = static_cast<int>(spec_.ds.zero_optimization.stage);
+  ops_ = kernels::make_cpu_ops(threads);
+  const int64_t numel = model::make_param_layout(spec_.model, cuts_[s], cuts_[s + 1]).total;
+  model::StageShape shape{layout.micro_batch, layout.seq_len, slots,
+                          zero::ZeroOptimizer::buffer_elements(numel, spec_.dp),
+                          zero::ZeroOptimizer::keeps_full_grads(zero_stage)};
+  stage_ = std::make_unique<model::Stage>(spec_.model, cuts_[s], cuts_[s + 1], *ops_, shape);
   init_parameters();
 
-  range_ = zero::whole_buffer_range(stage_->layout());
-  optimizer_ = std::make_unique<zero::AdamOptimizer>(*ops_, adam_config_of(spec_.ds), range_);
+  zero::ZeroSettings zs;
+  zs.stage = zero_stage;
+  zs.reduce_bucket_size = spec_.ds.zero_optimization.reduce_bucket_size;
+  zs.allgather_bucket_size = spec_.ds.zero_optimization.allgather_bucket_size;
+  const bool tied_across = spec_.model.tie_word_embeddings && p > 1 && (first || last);
+  zero_ = std::make_unique<zero::ZeroOptimizer>(*stage_, adam_config_of(spec_.ds), zs, groups_.data_parallel,
+                                                tied_across ? groups_.tied : nullptr);
   schedule_ = std::make_unique<zero::LrSchedule>(lr_schedule_params_of(spec_.ds), spec_.ds.optimizer.params.lr);
+  executor_ = std::make_unique<pipeline::PipelineExecutor>(*stage_, groups_.pipeline, groups_.prev_stage,
+                                                           groups_.next_stage);
+  executor_->reserve(std::max(train_schedule_.num_buffers, eval_schedule_.num_buffers));
 
-  if (log::rank() == 0) metrics_ = MetricsWriter((fs::path(a.output_dir) / "metrics.jsonl").string());
+  if (groups_.world->rank() == 0) metrics_ = MetricsWriter((fs::path(a.output_dir) / "metrics.jsonl").string());
 }
 
 Trainer::~Trainer() = default;
@@ -136,33 +162,68 @@ void Trainer::init_parameters() {
     model::init_params(spec_.model, layout, static_cast<uint64_t>(spec_.args.seed), host.data());
   }
   stage_->upload_params(host.data());
+  // Tied copies on the first and last stage start equal (they are initialised by name, but the
+  // first stage's copy is the reference, as DeepSpeed broadcasts it).
+  if (spec_.model.tie_word_embeddings && spec_.pipe > 1 && groups_.tied)
+    for (const model::ParamInfo& info : layout.params)
+      if (!info.tied_key.empty())
+        groups_.tied->broadcast(stage_->params() + info.offset, size_t(info.numel()), comm::DType::F32, 0);
 }
 
-void Trainer::print_header() const {
+RankMemory Trainer::memory() const {
+  RankMemory m;
+  const zero::ZeroFootprint f = zero_->footprint();
+  const model::MemoryPlan plan = stage_->memory_plan();
+  m.params = f.params;
+  m.grads = f.grads;
+  m.optimizer_state = f.optimizer_state;
+  m.activations = plan.activation_bytes_per_slot * plan.num_slots + executor_->buffer_bytes();
+  m.workspace = plan.workspace_bytes;
+  return m;
+}
+
+void Trainer::print_header() {
   const TrainArgs& a = spec_.args;
   const model::LlamaConfig& m = spec_.model;
+  const comm::CommPtr& world = groups_.world;
+  // Every rank's measured memory, gathered for the report.
+  const RankMemory mine = memory();
+  std::vector<int64_t> local{mine.params, mine.grads, mine.optimizer_state, mine.activations, mine.workspace};
+  std::vector<int64_t> all(local.size() * size_t(world->size()));
+  world->all_gather(local.data(), all.data(), local.size(), comm::DType::I64);
+  if (world->rank() != 0) return;
+
   log::info("fmengine fmtrain");
   for (const auto& n : spec_.notes) log::info("{}", n);
-  log::info("model: {} ({} parameters in the flat buffer, {} in matmuls) from {}", "llama",
-            human_count(static_cast<double>(stage_->num_params())), human_count(static_cast<double>(model::matmul_param_count(m))),
-            m.source.empty() ? "<embedded>" : m.source);
+  log::info("model: llama, {} parameters ({} in matmuls) from {}",
+            human_count(static_cast<double>(model::make_param_layout(m, 0, int(m.num_layers_total())).total)),
+            human_count(static_cast<double>(model::matmul_param_count(m))), m.source.empty() ? "<embedded>" : m.source);
   log::info("model: hidden {} | layers {} | heads {} (kv {}) | head_dim {} | ffn {} | vocab {} | rope_theta {}{}",
             m.hidden_size, m.num_hidden_layers, m.num_attention_heads, m.num_key_value_heads, m.head_dim,
             m.intermediate_size, m.vocab_size, m.rope_theta,
             m.rope_scaling.rope_type.empty() ? "" : " | rope_scaling " + m.rope_scaling.rope_type);
-  log::info("data: {}", data_.describe());
+  log::info("layout: {} ranks = pipeline {} x data {} | ZeRO stage {} | schedule {} | partition {}", world->size(),
+            spec_.pipe, spec_.dp, spec_.ds.zero_optimization.stage, pipeline::schedule_kind_name(train_schedule_.kind),
+            spec_.ds.pipeline.partition_method);
+  for (int s = 0; s < spec_.pipe; ++s)
+    log::info("  stage {}: layers [{}, {}) of {} (0 = embedding, {} = head)", s, cuts_[size_t(s)], cuts_[size_t(s) + 1],
+              m.num_layers_total(), m.num_layers_total() - 1);
+  log::info("ranks:\n{}", topo_.table());
+  if (needs_data_) log::info("data: {}", data_.describe());
   log::info("batch: global {} sequences = micro {} x grad_accum {} x data-parallel {} | seq {} | {} tokens per step",
             spec_.global_batch(), spec_.micro_batch(), spec_.grad_accum(), spec_.dp, a.max_seq_len,
             spec_.tokens_per_step());
   log::info("steps: {} | total tokens {}", a.train_steps,
             human_count(static_cast<double>(spec_.tokens_per_step() * a.train_steps)));
-  const model::MemoryPlan plan = stage_->memory_plan();
-  log::info("memory (rank 0): parameters {} | gradients {} | optimizer state {} | activations {} ({} slot(s)) | "
-            "workspace {}",
-            human_bytes(static_cast<double>(plan.param_bytes)), human_bytes(static_cast<double>(plan.grad_bytes)),
-            human_bytes(2.0 * 4.0 * static_cast<double>(optimizer_->state_numel())),
-            human_bytes(static_cast<double>(plan.activation_bytes_per_slot * plan.num_slots)), plan.num_slots,
-            human_bytes(static_cast<double>(plan.workspace_bytes)));
+  log::info("memory per rank (bytes, measured from allocations):");
+  log::info("  {:>4} {:>5} {:>4} {:>14} {:>14} {:>16} {:>14} {:>14}", "rank", "stage", "dp", "parameters", "gradients",
+            "optimizer_state", "activations", "workspace");
+  for (int r = 0; r < world->size(); ++r) {
+    const int64_t* v = all.data() + size_t(r) * local.size();
+    const comm::RankCoord c = topo_.coord(r);
+    log::info("  {:>4} {:>5} {:>4} {:>14} {:>14} {:>16} {:>14} {:>14}", r, c.stage, c.data, v[0], v[1], v[2], v[3],
+              v[4]);
+  }
   const DataType prec = spec_.ds.precision();
   if (prec != DataType::FP32)
     log::info("precision: the config asks for {}; the CPU backend computes in fp32", to_string(prec));
@@ -171,39 +232,59 @@ void Trainer::print_header() const {
   log::info("resolved config:\n{}", ds_config_to_json(spec_.ds));
 }
 
+std::vector<pipeline::MicroBatchInput> Trainer::inputs_of(const std::vector<data::MicroBatch>& mbs) const {
+  std::vector<pipeline::MicroBatchInput> in(mbs.size());
+  for (size_t i = 0; i < mbs.size(); ++i) in[i] = {mbs[i].inputs.data(), mbs[i].targets.data()};
+  return in;
+}
+
 StepResult Trainer::train_step() {
   const auto t0 = Clock::now();
+  const comm::CommPtr& world = groups_.world;
   StepResult r;
-  std::vector<data::MicroBatch> batches = loader_->next_step();
-  const int64_t targets = loader_->step_global_targets();
-  r.targets = targets;
-  // Every micro-batch's dlogits carry 1/targets(global batch): summed over micro-batches (and
-  // ranks) the gradients are those of the mean loss over the whole global batch.
+  std::vector<data::MicroBatch> batches;
+  int64_t targets = 0;
+  if (loader_) {
+    batches = loader_->next_step();
+    targets = loader_->step_global_targets();
+  }
+  // Every micro-batch's dlogits carry 1/targets(global batch): summed over micro-batches and
+  // replicas the gradients are those of the mean loss over the whole global batch.
   const float grad_scale = targets > 0 ? 1.0f / static_cast<float>(targets) : 0.0f;
-
-  stage_->zero_grads();
-  double loss_sum = 0;
-  for (const data::MicroBatch& mb : batches) {
-    loss_sum += stage_->forward(0, mb.inputs.data(), nullptr, mb.targets.data(), grad_scale, true);
-    stage_->backward(0, nullptr);
-  }
-  r.loss = targets > 0 ? loss_sum / static_cast<double>(targets) : 0.0;
-
-  const kernels::View grads = kernels::f32(stage_->grads());
-  const double sum_sq = zero::grad_sum_squares(*ops_, range_, grads);
-  r.grad_norm = zero::global_grad_norm(sum_sq);
   r.lr = schedule_->lr();
-  if (!std::isfinite(r.grad_norm)) {
-    r.skipped = true;
-    log::warn("step {}: gradient norm is {}; skipping the update", step_ + 1, r.grad_norm);
-  } else {
+
+  pipeline::StepHooks hooks;
+  hooks.after_backward = [&] { zero_->after_backward(); };
+  hooks.reduce_tied_grads = [&] { zero_->reduce_tied_grads(); };
+  hooks.reduce_grads = [&] { zero_->reduce_grads(); };
+  hooks.optimizer_step = [&] {
+    // Norm over every stage and partition (tied weights once): one world all-reduce.
+    const double sum_sq = world->all_reduce_value(zero_->local_grad_sum_squares());
+    r.grad_norm = zero::global_grad_norm(sum_sq);
+    if (!std::isfinite(r.grad_norm)) {
+      r.skipped = true;
+      return;
+    }
     const double coef = zero::clip_coefficient(r.grad_norm, spec_.ds.gradient_clipping);
-    if (coef < 1.0) ops_->scale(grads, static_cast<float>(coef), stage_->num_params());
-    optimizer_->set_lr(r.lr);
-    if (auto betas = schedule_->betas()) optimizer_->set_betas(betas->beta1, betas->beta2);
-    optimizer_->step(kernels::f32(stage_->params()), grads);
+    double b1 = spec_.ds.optimizer.params.betas[0], b2 = spec_.ds.optimizer.params.betas[1];
+    if (auto betas = schedule_->betas()) b1 = betas->beta1, b2 = betas->beta2;
+    zero_->step(coef, r.lr, b1, b2);
     schedule_->step();
-  }
+  };
+
+  zero_->begin_step();
+  const std::vector<pipeline::MicroBatchInput> inputs = inputs_of(batches);
+  const double loss_sum = executor_->run(train_schedule_, inputs, grad_scale, true, hooks);
+  if (r.skipped && world->rank() == 0)
+    log::warn("step {}: gradient norm is {}; skipping the update", step_ + 1, r.grad_norm);
+
+  // Loss and target count of the global batch: the last stage's ranks hold the sums.
+  double sums[2] = {loss_sum, groups_.coord.stage == spec_.pipe - 1 && groups_.coord.data == 0
+                                  ? static_cast<double>(targets)
+                                  : 0.0};
+  world->all_reduce(sums, 2, comm::DType::F64, comm::ReduceOp::Sum);
+  r.targets = static_cast<int64_t>(sums[1]);
+  r.loss = r.targets > 0 ? sums[0] / sums[1] : 0.0;
   ++step_;
   r.step = step_;
   r.step_seconds = seconds_since(t0);
@@ -212,17 +293,22 @@ StepResult Trainer::train_step() {
 }
 
 std::optional<double> Trainer::evaluate() {
-  if (!eval_loader_) return std::nullopt;
-  double loss_sum = 0;
-  int64_t targets = 0;
-  for (int it = 0; it < eval_loader_->eval_iters(); ++it) {
-    data::StepBatch b = eval_loader_->batch(it);
-    for (const data::MicroBatch& mb : b.micro_batches)
-      loss_sum += stage_->forward(0, mb.inputs.data(), nullptr, mb.targets.data(), 0.0f, false);
-    targets += b.global_targets;
+  // Whether there is a validation split is known to the data-reading stages; agree on it.
+  const comm::CommPtr& world = groups_.world;
+  const int64_t iters = world->all_reduce_value<int64_t>(eval_loader_ ? eval_loader_->eval_iters() : 0,
+                                                         comm::ReduceOp::Max);
+  if (iters == 0) return std::nullopt;
+  double sums[2] = {0, 0};
+  for (int it = 0; it < iters; ++it) {
+    data::StepBatch b;
+    if (eval_loader_) b = eval_loader_->batch(it);
+    const std::vector<pipeline::MicroBatchInput> inputs = inputs_of(b.micro_batches);
+    sums[0] += executor_->run(eval_schedule_, inputs, 0.0f, false, {});
+    if (groups_.coord.stage == spec_.pipe - 1 && groups_.coord.data == 0) sums[1] += double(b.global_targets);
   }
-  if (targets == 0) return std::nullopt;
-  return loss_sum / static_cast<double>(targets);
+  world->all_reduce(sums, 2, comm::DType::F64, comm::ReduceOp::Sum);
+  if (sums[1] == 0) return std::nullopt;
+  return sums[0] / sums[1];
 }
 
 void Trainer::log_step(const StepResult& r) {

@@ -158,6 +158,14 @@ const std::vector<Flag>& flags() {
       bool_flag("use_fused_ops", &TrainArgs::use_fused_ops, "fused kernels (GPU backend)"),
       bool_flag("dry_run", &TrainArgs::dry_run, "validate everything, print the resolved config and plan, exit 0"),
       int_flag("comm_timeout", &TrainArgs::comm_timeout, 1, "seconds before a stuck collective fails the run"),
+      {"comm_backend", "auto|mpi|gloo", Arity::One,
+       "how ranks meet: auto = MPI under mpirun/srun, Gloo with RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT",
+       [](TrainArgs& a, const std::string& flag, const std::vector<std::string>& v) {
+         if (v[0] != "auto" && v[0] != "mpi" && v[0] != "gloo")
+           throw InputError(flag, "expected auto, mpi or gloo, got " + quote(v[0]));
+         a.comm_backend = v[0];
+       },
+       [](const TrainArgs& a) { return a.comm_backend; }},
       int_flag("local_rank", &TrainArgs::local_rank, 0, "set by launchers; accepted and recorded"),
       int_flag("rank", &TrainArgs::rank, 0, "set by launchers; accepted and recorded"),
   };

@@ -49,6 +49,7 @@ struct TrainArgs {
   bool use_fused_ops = true;
   bool dry_run = false;
   int64_t comm_timeout = 300;  // seconds
+  std::string comm_backend = "auto";  // auto | mpi | gloo
   int local_rank = -1;         // accepted from launchers, otherwise unused; -1 = not given
   int rank = -1;
   bool help = false;
