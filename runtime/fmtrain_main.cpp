@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <thread>
 
+#include <unistd.h>
+
 #include "runtime/base/error.h"
 #include "runtime/base/log.h"
 #include "runtime/comm/bootstrap.h"
@@ -90,7 +92,8 @@ int run(int argc, char** argv) {
   agree_on_setup_errors(world, setup_error);
   fm::log::open_file(
       (std::filesystem::path(args.output_dir) / "logs" / fmt::format("rank_{}.log", g_world->rank())).string());
-  fm::log::info_all("{} | rank {} on {}", g_world->description(), g_world->rank(), g_world->hostname());
+  fm::log::info_all("{} | rank {} on {} (pid {})", g_world->description(), g_world->rank(), g_world->hostname(),
+                    static_cast<long>(getpid()));
 
   comm::RankGroups groups = comm::make_groups(world, topo);
   // Ranks on one host share its cores.
@@ -121,7 +124,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", msg.c_str());
     return fm::kExitInputError;
   } catch (const fm::RuntimeFault& e) {
-    const std::string msg = fmt::format("rank {}: {}", fm::log::rank(), e.what());
+    // Communicator faults already name this rank and the peer.
+    const std::string msg = e.what();
     if (g_world && g_world->size() > 1) comm::abort_job(fm::kExitRuntimeFault, msg);
     fm::log::error("{}", e.what());
     return fm::kExitRuntimeFault;

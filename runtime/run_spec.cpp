@@ -67,7 +67,7 @@ RunSpec prepare_run(const TrainArgs& args, const WorldShape& world) {
   const int64_t layers = spec.model.num_layers_total();
   if (spec.pipe > layers)
     throw InputError("--pipe_parallel_size",
-                     fmt::format("{} pipeline stages for a model of {} layers (embedding, {} decoder layers, head)",
+                     fmt::format("{} pipeline stages for a model of {} layers (embedding, {} decoder layer(s), head)",
                                  spec.pipe, layers, spec.model.num_hidden_layers),
                      fmt::format("use at most {} stages", layers));
   spec.dp = world.world_size / spec.pipe;
