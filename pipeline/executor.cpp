@@ -12,11 +12,9 @@ constexpr int kGradTag = 12;
 
 }  // namespace
 
-PipelineExecutor::PipelineExecutor(model::Stage& stage, comm::CommPtr pipeline, int prev_stage, int next_stage)
-    : stage_(stage), pipe_(std::move(pipeline)), prev_(prev_stage), next_(next_stage) {
-  const model::StageShape& sh = stage_.shape();
-  message_floats_ = int64_t(sh.micro_batch) * sh.seq_len * stage_.config().hidden_size;
-}
+PipelineExecutor::PipelineExecutor(StageCompute& stage, comm::CommPtr pipeline, int prev_stage, int next_stage)
+    : stage_(stage), pipe_(std::move(pipeline)), prev_(prev_stage), next_(next_stage),
+      message_floats_(stage.message_floats()) {}
 
 PipelineExecutor::~PipelineExecutor() {
   for (float* p : act_in_) stage_.ops().release(p);
@@ -44,7 +42,7 @@ float* PipelineExecutor::recv_buffer(bool grad, int buffer) {
 double PipelineExecutor::run(const Schedule& schedule, std::span<const MicroBatchInput> micro_batches,
                              float grad_scale, bool training, const StepHooks& hooks) {
   reserve(schedule.num_buffers);
-  const int slots = stage_.shape().num_slots;
+  const int slots = stage_.num_slots();
   const comm::DType f32 = comm::DType::F32;
   const size_t count = size_t(message_floats_);
 

@@ -27,6 +27,45 @@
 
 namespace fm::pipeline {
 
+// What the executor needs of a stage: the model's stage (model::Stage, through ModelStage below)
+// or, in benchmarks, a synthetic one of fixed cost.
+class StageCompute {
+ public:
+  virtual ~StageCompute() = default;
+  virtual bool is_first() const = 0;
+  virtual bool is_last() const = 0;
+  virtual int num_slots() const = 0;
+  virtual int64_t message_floats() const = 0;  // (B,T,C) floats travel between stages
+  virtual kernels::Ops& ops() const = 0;       // allocates the receive buffers
+  virtual double forward(int slot, const int32_t* tokens, const float* hidden_in, const int32_t* targets,
+                         float grad_scale, bool training) = 0;
+  virtual const float* output(int slot) const = 0;
+  virtual void backward(int slot, const float* dhidden_out) = 0;
+  virtual const float* input_grad(int slot) const = 0;
+};
+
+class ModelStage final : public StageCompute {
+ public:
+  explicit ModelStage(model::Stage& stage) : s_(stage) {}
+  bool is_first() const override { return s_.is_first(); }
+  bool is_last() const override { return s_.is_last(); }
+  int num_slots() const override { return s_.shape().num_slots; }
+  int64_t message_floats() const override {
+    return int64_t(s_.shape().micro_batch) * s_.shape().seq_len * s_.config().hidden_size;
+  }
+  kernels::Ops& ops() const override { return s_.ops(); }
+  double forward(int slot, const int32_t* tokens, const float* hidden_in, const int32_t* targets, float grad_scale,
+                 bool training) override {
+    return s_.forward(slot, tokens, hidden_in, targets, grad_scale, training);
+  }
+  const float* output(int slot) const override { return s_.output(slot); }
+  void backward(int slot, const float* dhidden_out) override { s_.backward(slot, dhidden_out); }
+  const float* input_grad(int slot) const override { return s_.input_grad(slot); }
+
+ private:
+  model::Stage& s_;
+};
+
 struct MicroBatchInput {
   const int32_t* tokens = nullptr;   // (B*T), host; needed by the first stage
   const int32_t* targets = nullptr;  // (B*T), host, -100 = ignored; needed by the last stage
@@ -43,7 +82,7 @@ class PipelineExecutor {
  public:
   // `pipeline` is the replica's pipeline group (group rank = stage); prev/next are the
   // neighbours' group ranks (-1 at the ends).
-  PipelineExecutor(model::Stage& stage, comm::CommPtr pipeline, int prev_stage, int next_stage);
+  PipelineExecutor(StageCompute& stage, comm::CommPtr pipeline, int prev_stage, int next_stage);
   ~PipelineExecutor();
   PipelineExecutor(const PipelineExecutor&) = delete;
   PipelineExecutor& operator=(const PipelineExecutor&) = delete;
@@ -60,10 +99,9 @@ class PipelineExecutor {
   void reserve(int buffers);
 
  private:
-  struct Pending;
   float* recv_buffer(bool grad, int buffer);
 
-  model::Stage& stage_;
+  StageCompute& stage_;
   comm::CommPtr pipe_;
   int prev_, next_;
   int64_t message_floats_;

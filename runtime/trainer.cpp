@@ -143,7 +143,8 @@ Trainer::Trainer(RunSpec spec, const comm::Topology& topology, comm::RankGroups 
   zero_ = std::make_unique<zero::ZeroOptimizer>(*stage_, adam_config_of(spec_.ds), zs, groups_.data_parallel,
                                                 tied_across ? groups_.tied : nullptr);
   schedule_ = std::make_unique<zero::LrSchedule>(lr_schedule_params_of(spec_.ds), spec_.ds.optimizer.params.lr);
-  executor_ = std::make_unique<pipeline::PipelineExecutor>(*stage_, groups_.pipeline, groups_.prev_stage,
+  stage_compute_ = std::make_unique<pipeline::ModelStage>(*stage_);
+  executor_ = std::make_unique<pipeline::PipelineExecutor>(*stage_compute_, groups_.pipeline, groups_.prev_stage,
                                                            groups_.next_stage);
   executor_->reserve(std::max(train_schedule_.num_buffers, eval_schedule_.num_buffers));
 

@@ -78,6 +78,7 @@ class Trainer {
   bool needs_data_ = false;
   std::unique_ptr<kernels::Ops> ops_;
   std::unique_ptr<model::Stage> stage_;
+  std::unique_ptr<pipeline::ModelStage> stage_compute_;
   std::unique_ptr<zero::ZeroOptimizer> zero_;
   std::unique_ptr<zero::LrSchedule> schedule_;
   std::unique_ptr<pipeline::PipelineExecutor> executor_;
