@@ -21,6 +21,8 @@ template <typename T>  // out(M,N) = a(M,K) @ b(K,N) [+ out]
 void matmul_nn(T* out, const T* a, const T* b, int M, int N, int K, bool accumulate);
 template <typename T>  // out(M,N) = a(K,M)^T @ b(K,N) [+ out]
 void matmul_tn(T* out, const T* a, const T* b, int M, int N, int K, bool accumulate);
+template <typename T>  // rows [r0,r1) of matmul_tn: out(r1-r0,N) = a(K,M)[:, r0:r1]^T @ b(K,N) [+ out]
+void matmul_tn_rows(T* out, const T* a, const T* b, int M, int N, int K, int r0, int r1, bool accumulate);
 
 // ---- embedding ---------------------------------------------------------------------------------
 template <typename T>  // out(N,C) = table[tokens[n]]
@@ -29,6 +31,10 @@ void embedding_forward(T* out, const int32_t* tokens, const T* table, int N, int
 // added in token order, so the sums never depend on scheduling.
 template <typename T>
 void embedding_backward(T* dtable, const T* dout, const int32_t* tokens, int N, int C, int V);
+// Rows [r0, r1) of dtable alone: dtable_rows(r1-r0, C) += the dout rows of tokens in the range.
+template <typename T>
+void embedding_backward_rows(T* dtable_rows, const T* dout, const int32_t* tokens, int N, int C, int r0, int r1,
+                             int V);
 
 // ---- RMSNorm -----------------------------------------------------------------------------------
 template <typename T>  // out(N,C), rstd(N)

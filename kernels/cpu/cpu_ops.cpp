@@ -116,12 +116,19 @@ class CpuOps final : public Ops {
   void matmul_tn(View out, View a, View b, int M, int N, int K, bool acc) override {
     run([&] { cpu::matmul_tn(f(out), f(a), f(b), M, N, K, acc); });
   }
+  void matmul_tn_rows(View out, View a, View b, int M, int N, int K, int r0, int r1, bool acc) override {
+    run([&] { cpu::matmul_tn_rows(f(out), f(a), f(b), M, N, K, r0, r1, acc); });
+  }
 
   void embedding_forward(View out, View tokens, View table, int N, int C) override {
     run([&] { cpu::embedding_forward(f(out), i(tokens), f(table), N, C); });
   }
   void embedding_backward(View dtable, View dout, View tokens, int N, int C, int V) override {
     run([&] { cpu::embedding_backward(f(dtable), f(dout), i(tokens), N, C, V); });
+  }
+  void embedding_backward_rows(View dtable_rows, View dout, View tokens, int N, int C, int r0, int r1,
+                               int V) override {
+    run([&] { cpu::embedding_backward_rows(f(dtable_rows), f(dout), i(tokens), N, C, r0, r1, V); });
   }
 
   void rmsnorm_forward(View out, View rstd, View x, View w, int N, int C, float eps) override {

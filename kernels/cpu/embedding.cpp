@@ -38,9 +38,29 @@ void embedding_backward(T* dtable, const T* dout, const int32_t* tokens, int N, 
   });
 }
 
+// The table rows [r0, r1) alone (dtable_rows is (r1-r0, C)): tokens outside are skipped, the
+// others added in token order as above, so a chunked backward sums every row the same way.
+template <typename T>
+void embedding_backward_rows(T* dtable_rows, const T* dout, const int32_t* tokens, int N, int C, int r0, int r1,
+                             int V) {
+  for (int n = 0; n < N; ++n) FM_CHECK(tokens[n] >= 0 && tokens[n] < V, "embedding_backward: token out of range");
+  for_blocks(C, kChannelBlock, [&](int64_t c0, int64_t c1) {
+    const int64_t width = c1 - c0;
+    for (int64_t n = 0; n < N; ++n) {
+      const int32_t t = tokens[n];
+      if (t < r0 || t >= r1) continue;
+      T* dst = dtable_rows + int64_t{t - r0} * C + c0;
+      const T* src = dout + n * C + c0;
+#pragma omp simd
+      for (int64_t c = 0; c < width; ++c) dst[c] += src[c];
+    }
+  });
+}
+
 #define FM_INSTANTIATE(T)                                                                  \
   template void embedding_forward<T>(T*, const int32_t*, const T*, int, int);              \
-  template void embedding_backward<T>(T*, const T*, const int32_t*, int, int, int);
+  template void embedding_backward<T>(T*, const T*, const int32_t*, int, int, int);        \
+  template void embedding_backward_rows<T>(T*, const T*, const int32_t*, int, int, int, int, int);
 FM_INSTANTIATE(float)
 FM_INSTANTIATE(double)
 #undef FM_INSTANTIATE

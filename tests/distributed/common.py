@@ -22,7 +22,7 @@ def write_json(path, obj):
     return path
 
 
-def ds_config(zero_stage=0, train_batch=16, micro_batch=2, bucket=100000, schedule=None, partition=None):
+def ds_config(zero_stage=0, train_batch=16, micro_batch=2, bucket=20000, schedule=None, partition=None):
     cfg = {
         "train_batch_size": train_batch,
         "train_micro_batch_size_per_gpu": micro_batch,

@@ -148,6 +148,38 @@ TEST_CASE("embedding forward and backward match the naive gather and scatter") {
   CHECK(dtable == want_dtable);  // same additions in the same order
 }
 
+TEST_CASE("row chunks of the weight gradients equal the rows of the whole gradient") {
+  // ZeRO-2 computes weight gradients chunk by chunk into its buckets.
+  const int M = 300, N = 70, K = 2500, V = 9, C = 130, Ntok = 40;
+  const Vec a = random_vec(size_t(K) * M, 30), b = random_vec(size_t(K) * N, 31);
+  Vec whole(size_t(M) * N);
+  naive::matmul(whole, a, b, M, N, K, true, false, false);
+  for (auto [r0, r1] : {std::pair{0, 300}, std::pair{0, 7}, std::pair{7, 150}, std::pair{150, 300}}) {
+    CAPTURE(r0);
+    const Vec init = random_vec(size_t(r1 - r0) * N, 32);
+    for (bool acc : {false, true}) {
+      Vec got = init;
+      cpu::matmul_tn_rows(got.data(), a.data(), b.data(), M, N, K, r0, r1, acc);
+      double worst = 0;
+      for (int r = r0; r < r1; ++r)
+        for (int n = 0; n < N; ++n) {
+          const double want = whole[size_t(r) * N + n] + (acc ? init[size_t(r - r0) * N + n] : 0.0);
+          worst = std::max(worst, std::abs(got[size_t(r - r0) * N + n] - want));
+        }
+      CHECK(worst < 1e-10);
+    }
+  }
+  const std::vector<int32_t> tokens = random_ints(Ntok, 33, 0, V - 1);
+  const Vec dout = random_vec(size_t(Ntok) * C, 34);
+  Vec full(size_t(V) * C, 0.0);
+  cpu::embedding_backward(full.data(), dout.data(), tokens.data(), Ntok, C, V);
+  for (auto [r0, r1] : {std::pair{0, 9}, std::pair{0, 4}, std::pair{4, 9}, std::pair{3, 4}}) {
+    Vec rows(size_t(r1 - r0) * C, 0.0);
+    cpu::embedding_backward_rows(rows.data(), dout.data(), tokens.data(), Ntok, C, r0, r1, V);
+    CHECK(rows == Vec(full.begin() + size_t(r0) * C, full.begin() + size_t(r1) * C));  // same sums, same order
+  }
+}
+
 TEST_CASE("elementwise ops and sum_squares") {
   const int64_t n = 100003;  // several blocks, ragged end
   const Vec a = random_vec(n, 21), b = random_vec(n, 22);
