@@ -137,7 +137,12 @@ int run_agent(const Options& o) {
   }
   const int nnodes = static_cast<int>(nodes.size());
   const int node = find_node_rank(o, hosts, nnodes);
-  std::string label = !o.host_label.empty() ? o.host_label : (!hosts.empty() ? hosts[node] : local_host_name());
+  // Reports name the node as the job does: the launcher's label, the host list, Slurm's node name.
+  const char* slurm_node = std::getenv("SLURMD_NODENAME");
+  std::string label = !o.host_label.empty() ? o.host_label
+                      : !hosts.empty()      ? hosts[node]
+                      : slurm_node          ? std::string(slurm_node)
+                                            : local_host_name();
   for (int i = 0; i < nnodes; ++i) nodes[i].host = i == node ? label : (hosts.empty() ? "" : hosts[i]);
   World world(nodes);
 

@@ -216,7 +216,7 @@ class Fanout {
     outcome_.failed_rank = rank;
     outcome_.failed_host = host;
     outcome_.status = what;
-    say(describe_failure(outcome_) + "; stopping all nodes");
+    say(describe_failure(outcome_) + (all_exited() ? "" : "; stopping all nodes"));
     begin_stop();
   }
 

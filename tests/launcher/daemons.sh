@@ -2,6 +2,7 @@
 # Starts and stops the daemons the launcher tests use, on localhost, in a directory of their own:
 #   daemons.sh start DIR [ssh] [slurm]   (both when none is named)
 #   daemons.sh stop DIR
+#   daemons.sh free-port [N]            prints a port P with P..P+N-1 free (for MASTER_PORT)
 # `start` prints shell lines to source (also written to DIR/env.sh):
 #   FM_TEST_SSH_CONFIG   ssh_config for 127.0.0.1 and localhost (port, key, no host-key prompts)
 #   FM_TEST_SSH_PORT     the sshd port (127.0.0.1 only, key-only root login)
@@ -15,11 +16,11 @@ set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-}
-if [ -z "$cmd" ] || [ -z "$dir" ]; then
+if [ "$cmd" != free-port ] && { [ -z "$cmd" ] || [ -z "$dir" ]; }; then
   echo "usage: daemons.sh start|stop DIR [ssh] [slurm]" >&2
   exit 2
 fi
-shift 2 || true
+shift 2 || shift $#
 
 # A base port whose next $1 ports are all free (by `ss`).
 free_ports() {
@@ -189,5 +190,6 @@ case "$cmd" in
     cat "$dir/env.sh"
     ;;
   stop) stop_all ;;
+  free-port) free_ports "${dir:-1}" ;;
   *) echo "usage: daemons.sh start|stop DIR [ssh] [slurm]" >&2; exit 2 ;;
 esac

@@ -6,7 +6,7 @@
 // and writes <out>/rank_<R>.rec with what it saw: identity, argv (hex, so any byte survives) and
 // chosen variables. Rank 0 also writes <out>/world.txt ("rank local_rank node_rank" per line).
 // Then it can be told to misbehave, to test failure handling:
-//   --fail-rank R --fail-code C   rank R exits with code C
+//   --fail-rank R --fail-code C   rank R exits with code C (writing the time to <out>/failing_at)
 //   --kill-rank R                 rank R sends itself SIGKILL
 //   --after S                     ... S seconds after the rendezvous (default 1)
 //   --first-run-only              ... only when FM_RESTART_COUNT is 0 (unset counts as 0)
@@ -23,6 +23,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -209,6 +210,9 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::duration<double>(after));
     std::printf("probe rank %d: failing now\n", rank);
     std::fflush(stdout);
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME, &now);
+    std::ofstream(out_dir + "/failing_at") << now.tv_sec << "." << std::to_string(1000000000L + now.tv_nsec).substr(1) << "\n";
     if (rank == kill_rank) kill(getpid(), SIGKILL);
     return fail_code;
   }
