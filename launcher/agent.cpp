@@ -180,7 +180,7 @@ int run_agent(const Options& o) {
       r.host = label;
       r.argv = container_wrap(runtime, o.container_args, o.container, o.program);
       r.env = base_env;
-      apply_env(r.env, rank_environment(world, p, rdzv, inherited_devices));
+      apply_env(r.env, rank_environment(world, p, rdzv, inherited_devices, o.device_visibility));
       ranks.push_back(std::move(r));
     }
     return ranks;
@@ -189,7 +189,8 @@ int run_agent(const Options& o) {
   if (o.dry_run) {
     std::string out = fmt::format("# fmlaunch --dry_run: node {} of {} ({}), ranks", node, nnodes, label);
     for (const auto& r : build(o.restart_count)) {
-      std::vector<EnvVar> shown = rank_environment(world, r.place, {master, o.master_port, o.restart_count}, inherited_devices);
+      std::vector<EnvVar> shown = rank_environment(world, r.place, {master, o.master_port, o.restart_count},
+                                                   inherited_devices, o.device_visibility);
       for (const auto& v : extra) shown.push_back(v);
       out += fmt::format("\n{} {}", env_prefix(masked(shown)), shell_join(r.argv));
     }

@@ -48,6 +48,8 @@ std::vector<std::string> agent_argv(const JobSpec& job, std::optional<int> node,
   a.insert(a.end(), {"--grace_period", fmt::format("{:g}", job.grace_period)});
   if (job.rdzv.restart_count > 0) a.insert(a.end(), {"--restart_count", std::to_string(job.rdzv.restart_count)});
   if (!job.log_dir.empty()) a.insert(a.end(), {"--log_dir", job.log_dir});
+  if (job.device_visibility != DeviceVisibility::Rank)
+    a.insert(a.end(), {"--cuda_visible_devices", device_visibility_name(job.device_visibility)});
   if (!job.container.empty()) {
     a.insert(a.end(), {"--container", job.container});
     if (!job.container_runtime.empty()) a.insert(a.end(), {"--container_runtime", job.container_runtime});

@@ -28,6 +28,7 @@ struct JobSpec {
   Rendezvous rdzv;
   double grace_period = 5.0;
   std::string log_dir;  // absolute, or empty
+  DeviceVisibility device_visibility = DeviceVisibility::Rank;
   std::string container;
   std::string container_runtime;  // empty: each node picks apptainer, else singularity (mpirun: apptainer)
   std::vector<std::string> container_args;

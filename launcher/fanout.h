@@ -4,9 +4,10 @@
 //
 // Node agents (ssh, pdsh, slurm modes) get a stdin pipe from us: EOF on it is how they learn to
 // stop (it travels through ssh and srun to every agent; pdsh passes it on only when pdsh itself
-// dies, so pdsh is sent SIGTERM), and it also closes by itself if we die. Their control lines (control.h) tell us which rank failed and keep each node's heartbeat;
-// a node silent for too long counts as failed. When a node fails we stop all of them at once:
-// EOF to every agent, then after the grace period plus a margin SIGTERM and SIGKILL to the
+// dies, so pdsh is sent SIGTERM), and it also closes by itself if we die. Their control lines
+// (control.h) tell us which rank failed and keep each node's heartbeat; a node silent for too long
+// counts as failed. When a node fails we stop all of them at once: EOF to every agent, then after
+// the grace period plus a margin SIGTERM and SIGKILL to the
 // transport processes. mpirun has no agents: it is sent SIGTERM, and its tagged output
 // ("[1,R]<stdout>:...") is turned into "[rank R] ..." lines and per-rank log files.
 #pragma once
@@ -35,8 +36,8 @@ struct FanoutOptions {
   std::string log_dir;       // with mpirun_tags: write <log_dir>/rank_<R>.log
   int restart_count = 0;
   std::vector<std::string> node_hosts;  // host of each node, for reports
-  double first_heartbeat_timeout = 120.0;
-  double heartbeat_timeout = 30.0;
+  double heartbeat_timeout = 30.0;        // silence allowed between two lines of a node
+  double first_heartbeat_timeout = 60.0;  // ... and before its first one (connecting, starting)
 };
 
 JobOutcome run_fanout(const std::vector<NodeProcess>& procs, const FanoutOptions& opt, int signal_fd);

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -164,7 +165,7 @@ std::string hosts_summary(const std::vector<NodeSlots>& nodes) {
 void print_rank_lines(std::string& out, const World& world, const JobSpec& job, const std::vector<EnvVar>& extra,
                       const std::optional<std::string>& devices, const std::string& runtime) {
   for (const auto& r : world.all_ranks()) {
-    std::vector<EnvVar> shown = rank_environment(world, r, job.rdzv, devices);
+    std::vector<EnvVar> shown = rank_environment(world, r, job.rdzv, devices, job.device_visibility);
     for (const auto& v : extra) shown.push_back(v);
     out += fmt::format("{} {}\n", env_prefix(masked(shown)),
                        shell_join(container_wrap(runtime, job.container_args, job.container, job.program)));
@@ -211,6 +212,7 @@ int run_launcher(const Options& o) {
       !o.master_addr.empty() ? o.master_addr : (kind == LauncherKind::Local ? "127.0.0.1" : nodes.front().host);
   job.rdzv.master_port = o.master_port;
   job.grace_period = o.grace_period;
+  job.device_visibility = o.device_visibility;
   job.log_dir = o.log_dir.empty() ? "" : std::filesystem::absolute(o.log_dir).lexically_normal().string();
   job.container = o.container;
   job.container_runtime = o.container_runtime;
@@ -325,7 +327,7 @@ int run_launcher(const Options& o) {
         r.host = world.node(p.node_rank).host;
         r.argv = container_wrap(local_runtime, o.container_args, o.container, o.program);
         r.env = base;
-        apply_env(r.env, rank_environment(world, p, job.rdzv, local_devices));
+        apply_env(r.env, rank_environment(world, p, job.rdzv, local_devices, job.device_visibility));
         ranks.push_back(std::move(r));
       }
       g.restart_count = attempt;
@@ -335,6 +337,8 @@ int run_launcher(const Options& o) {
 
   FanoutOptions f;
   f.grace_period = o.grace_period;
+  f.heartbeat_timeout = o.heartbeat_timeout;
+  f.first_heartbeat_timeout = std::max(60.0, o.heartbeat_timeout);
   for (const auto& n : nodes) f.node_hosts.push_back(n.host);
   if (kind == LauncherKind::Mpirun) {
     f.agents = false;

@@ -28,9 +28,11 @@ const Spec kSpecs[] = {
     {"num_gpus", true, Form::Launcher, false},     {"launcher", true, Form::Launcher, false},
     {"launcher_args", true, Form::Launcher, false}, {"ssh_port", true, Form::Launcher, false},
     {"env", true, Form::Both, false},              {"env_file", true, Form::Both, false},
+    {"heartbeat_timeout", true, Form::Launcher, false},
     {"master_addr", true, Form::Both, false},      {"master_port", true, Form::Both, false},
     {"container", true, Form::Both, false},        {"container_runtime", true, Form::Both, false},
     {"container_args", true, Form::Both, false},   {"log_dir", true, Form::Both, false},
+    {"cuda_visible_devices", true, Form::Both, false},
     {"dry_run", false, Form::Both, false},         {"max_restarts", true, Form::Both, false},
     {"grace_period", true, Form::Both, false},     {"nnodes", true, Form::Agent, false},
     {"node_rank", true, Form::Agent, false},       {"nproc_per_node", true, Form::Agent, false},
@@ -169,6 +171,14 @@ Options parse_options(const std::vector<std::string>& args) {
       o.container_runtime = value;
     } else if (name == "container_args") o.container_args = shell_split(value, flag);
     else if (name == "log_dir") need_nonempty(), o.log_dir = value;
+    else if (name == "cuda_visible_devices") {
+      if (value == "rank") o.device_visibility = DeviceVisibility::Rank;
+      else if (value == "node") o.device_visibility = DeviceVisibility::Node;
+      else if (value == "inherit") o.device_visibility = DeviceVisibility::Inherit;
+      else
+        throw InputError(flag, fmt::format("unknown device view '{}'", value),
+                         suggestion_hint(value, {"rank", "node", "inherit"}));
+    }
     else if (name == "dry_run") o.dry_run = true;
     else if (name == "max_restarts") o.max_restarts = parse_count(flag, value, 0, 1000);
     else if (name == "grace_period") {
@@ -176,6 +186,11 @@ Options parse_options(const std::vector<std::string>& args) {
       if (!parse_double(value, g) || g < 0 || g > 3600)
         throw InputError(flag, fmt::format("expects seconds in [0, 3600], got '{}'", value), "");
       o.grace_period = g;
+    } else if (name == "heartbeat_timeout") {
+      double t = 0;
+      if (!parse_double(value, t) || t < 1 || t > 86400)
+        throw InputError(flag, fmt::format("expects seconds in [1, 86400], got '{}'", value), "");
+      o.heartbeat_timeout = t;
     } else if (name == "nnodes") {
       if (value.find(':') != std::string::npos)
         throw InputError(flag, fmt::format("elastic ranges ('{}') are not supported", value),
@@ -243,6 +258,7 @@ Job options:
   --ssh_port PORT          ssh port of the nodes
   --env KEY=VALUE          export a variable to every rank (repeatable)
   --env_file FILE          KEY=VALUE lines to export (default: ./.fmenv when it exists)
+  --heartbeat_timeout S    a node agent silent for S seconds counts as failed (default 30)
 Both forms:
   --master_addr ADDR       rendezvous host (default: the first node)
   --master_port PORT       rendezvous port (default 29500)
@@ -250,6 +266,8 @@ Both forms:
   --container_runtime R    apptainer | singularity (default: whichever is installed)
   --container_args "..."   extra arguments after 'exec' (e.g. "--bind /data")
   --log_dir DIR            one log per rank: DIR/rank_<R>.log
+  --cuda_visible_devices V rank: one device per rank (default); node: all the node's devices
+                           (ranks pick LOCAL_RANK); inherit: leave CUDA_VISIBLE_DEVICES alone
   --dry_run                print the exact commands and environments, start nothing
   --max_restarts N         restart the whole job up to N times after a failure (default 0)
   --grace_period SECONDS   SIGTERM -> SIGKILL delay when stopping ranks (default 5)

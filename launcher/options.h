@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "launcher/env_export.h"
+#include "launcher/world.h"
 
 namespace fm::launcher {
 
@@ -33,6 +34,7 @@ struct Options {
   int ssh_port = -1;
   std::vector<EnvVar> env;  // --env, in order
   std::string env_file;     // --env_file; empty: .fmenv in the working directory, if present
+  double heartbeat_timeout = 30.0;  // a node agent silent this long is considered lost
 
   // Both forms.
   std::string master_addr;  // empty: chosen by the mode
@@ -41,6 +43,7 @@ struct Options {
   std::string container_runtime;  // apptainer | singularity; empty: whichever is installed
   std::vector<std::string> container_args;
   std::string log_dir;
+  DeviceVisibility device_visibility = DeviceVisibility::Rank;  // --cuda_visible_devices
   bool dry_run = false;
   int max_restarts = 0;
   double grace_period = 5.0;

@@ -59,11 +59,21 @@ std::string device_for_slot(int slot, const std::optional<std::string>& inherite
   return devices[slot];
 }
 
+const char* device_visibility_name(DeviceVisibility v) {
+  switch (v) {
+    case DeviceVisibility::Rank: return "rank";
+    case DeviceVisibility::Node: return "node";
+    case DeviceVisibility::Inherit: return "inherit";
+  }
+  return "?";
+}
+
 std::vector<EnvVar> rank_environment(const World& world, const RankPlacement& r, const Rendezvous& rdzv,
-                                     const std::optional<std::string>& inherited_devices) {
+                                     const std::optional<std::string>& inherited_devices,
+                                     DeviceVisibility visibility) {
   const auto& node = world.node(r.node_rank);
   const std::string restarts = std::to_string(rdzv.restart_count);
-  return {
+  std::vector<EnvVar> env = {
       {"RANK", std::to_string(r.rank)},
       {"LOCAL_RANK", std::to_string(r.local_rank)},
       {"WORLD_SIZE", std::to_string(world.world_size())},
@@ -73,10 +83,21 @@ std::vector<EnvVar> rank_environment(const World& world, const RankPlacement& r,
       {"GROUP_WORLD_SIZE", std::to_string(world.num_nodes())},
       {"MASTER_ADDR", rdzv.master_addr},
       {"MASTER_PORT", std::to_string(rdzv.master_port)},
-      {"CUDA_VISIBLE_DEVICES", device_for_slot(r.slot, inherited_devices, node.host)},
       {"FM_RESTART_COUNT", restarts},
       {"TORCHELASTIC_RESTART_COUNT", restarts},
   };
+  if (visibility == DeviceVisibility::Inherit) return env;
+  std::string devices;
+  if (visibility == DeviceVisibility::Rank) {
+    devices = device_for_slot(r.slot, inherited_devices, node.host);
+  } else {
+    for (size_t i = 0; i < node.slots.size(); ++i) {
+      if (i) devices += ',';
+      devices += device_for_slot(node.slots[i], inherited_devices, node.host);
+    }
+  }
+  env.insert(env.begin() + 9, {"CUDA_VISIBLE_DEVICES", devices});
+  return env;
 }
 
 std::string format_world_slots(const World& world) {

@@ -3,9 +3,11 @@
 // Ranks are numbered node by node in node order, and within a node in slot order, so rank =
 // (ranks of earlier nodes) + local rank. Every rank gets the torchrun-style variables RANK,
 // LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, NODE_RANK, GROUP_RANK, GROUP_WORLD_SIZE, MASTER_ADDR,
-// MASTER_PORT, FM_RESTART_COUNT and TORCHELASTIC_RESTART_COUNT, and CUDA_VISIBLE_DEVICES naming one
-// device: the rank's slot, or, when the node's environment already sets CUDA_VISIBLE_DEVICES, the
-// slot-th entry of that list (so a scheduler's device assignment is honoured).
+// MASTER_PORT, FM_RESTART_COUNT and TORCHELASTIC_RESTART_COUNT, and by default CUDA_VISIBLE_DEVICES
+// naming one device: the rank's slot, or, when the node's environment already sets
+// CUDA_VISIBLE_DEVICES, the slot-th entry of that list (so a scheduler's device assignment is
+// honoured). Other device views: every device of the node (the rank picks its LOCAL_RANK-th), or
+// CUDA_VISIBLE_DEVICES left as the node has it.
 #pragma once
 
 #include <optional>
@@ -23,6 +25,9 @@ struct RankPlacement {
   int node_rank = 0;
   int slot = 0;
 };
+
+enum class DeviceVisibility { Rank, Node, Inherit };
+const char* device_visibility_name(DeviceVisibility v);
 
 struct Rendezvous {
   std::string master_addr;
@@ -54,7 +59,8 @@ std::string device_for_slot(int slot, const std::optional<std::string>& inherite
 
 // The variables fmlaunch sets for one rank (in a stable order).
 std::vector<EnvVar> rank_environment(const World& world, const RankPlacement& r, const Rendezvous& rdzv,
-                                     const std::optional<std::string>& inherited_devices);
+                                     const std::optional<std::string>& inherited_devices,
+                                     DeviceVisibility visibility = DeviceVisibility::Rank);
 
 // Text forms used on agent command lines: slots of each node joined by '@' ("0,1@0,1,2"), hosts
 // joined by ','.

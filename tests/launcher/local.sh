@@ -33,7 +33,17 @@ OUT=$(fresh_out include_slot)
 CUDA_VISIBLE_DEVICES=4,6 run include_slot "$FMLAUNCH" -i localhost:1 --master_port "$(free_port)" "$PROBE" --out "$OUT"
 expect_rc include_slot 0
 grep -q "^cuda_visible_devices=6$" "$OUT/rank_0.rec" || fail "include_slot: slot 1 of '4,6' should be device 6"
-ok "local: CUDA_VISIBLE_DEVICES per rank (slot, or the inherited list's entry; --include slots honoured)"
+OUT=$(fresh_out node_view)
+CUDA_VISIBLE_DEVICES=5,7,9 run node_view "$FMLAUNCH" --num_gpus 2 --cuda_visible_devices node --master_port "$(free_port)" \
+  "$PROBE" --out "$OUT"
+expect_rc node_view 0
+for r in 0 1; do grep -q "^cuda_visible_devices=5,7$" "$OUT/rank_$r.rec" || fail "node_view: rank $r should see 5,7"; done
+OUT=$(fresh_out inherit_view)
+CUDA_VISIBLE_DEVICES=5,7,9 run inherit_view "$FMLAUNCH" --num_gpus 2 --cuda_visible_devices inherit \
+  --master_port "$(free_port)" "$PROBE" --out "$OUT"
+expect_rc inherit_view 0
+for r in 0 1; do grep -q "^cuda_visible_devices=5,7,9$" "$OUT/rank_$r.rec" || fail "inherit_view: rank $r should see 5,7,9"; done
+ok "local: CUDA_VISIBLE_DEVICES per rank (slot, or the inherited list's entry; --include slots honoured; node/inherit views)"
 
 # Environment: exported prefixes, .fmenv, --env; secrets masked in what fmlaunch prints.
 printf '%s\n' '# comment' 'export NCCL_DEBUG=INFO' "FROM_FILE='file value'" 'FOO=from-file' >"$WORK/.fmenv"

@@ -71,6 +71,24 @@ for mode in ssh pdsh; do
   ok "$mode: SIGTERM to fmlaunch stops every node (ranks ignoring SIGTERM get SIGKILL), exit 143"
 done
 
+# A node whose agent stops answering (SIGSTOP) is declared lost after --heartbeat_timeout, and the
+# job is stopped; once the agent runs again it finds its launcher gone and stops its ranks.
+OUT=$(fresh_out silent)
+timeout -k 5 60 "$FMLAUNCH" -H "$HOSTFILE" --launcher ssh "${SSH_ARGS[@]}" --heartbeat_timeout 3 --grace_period 1 \
+  --master_port "$(free_port)" "$PROBE" --out "$OUT" --hang "$MARK" >"$WORK/silent.out" 2>"$WORK/silent.err" &
+tpid=$!
+for _ in $(seq 100); do [ "$(find "$OUT" -name '*.rec' | wc -l)" = 4 ] && break; sleep 0.1; done
+agent=$(pgrep -f "^$FMLAUNCH --nnodes 2 --nproc_per_node 2 --node_rank 1 .*$MARK")
+[ -n "$agent" ] || fail "silent: node 1's agent not found"
+kill -STOP "$agent"
+wait "$tpid"
+RC=$?
+kill -CONT "$agent"
+expect_rc silent 1
+expect_in silent err "node 1 (localhost) sent nothing for 3 s; its agent is considered lost"
+expect_no_leftovers silent
+ok "ssh: a node silent for --heartbeat_timeout seconds fails the job; its agent stops its ranks once it runs again"
+
 # Default launcher with a hostfile is pdsh (installed here); --ssh_port reaches a non-default port.
 OUT=$(fresh_out default)
 run default "$FMLAUNCH" -H "$HOSTFILE" --num_nodes 1 --master_port "$(free_port)" "$PROBE" --out "$OUT"
@@ -98,3 +116,9 @@ expect_rc unreachable 2
 expect_in unreachable err "error: $WORK/partly:2: host '127.0.0.2' is not reachable with ssh"
 [ -z "$(find "$WORK" -maxdepth 1 -name 'rank_*.rec')" ] || fail "unreachable: a rank was started"
 ok "ssh pre-flight: an unreachable host is an input error naming hostfile:line (exit 2)"
+
+# A program missing on the nodes is reported by each node's agent (exit 2), before any rank runs.
+run remote_missing "$FMLAUNCH" -H "$HOSTFILE" --launcher ssh "${SSH_ARGS[@]}" "$WORK/no-such-program" "$MARK"
+expect_rc remote_missing 2
+expect_in remote_missing err "error: PROGRAM: '$WORK/no-such-program' is not an executable program on host localhost"
+ok "ssh: a program missing on a node is that node's input error; fmlaunch exits 2"

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -268,6 +269,9 @@ TEST_CASE("options: mistakes name the option") {
   CHECK(input_error_where([] { parse({"--nnodes", "1:4", "p"}); }) == "--nnodes");
   CHECK(input_error_where([] { parse({"-H", "hf", "--nnodes", "2", "p"}); }) == "-H");
   CHECK(input_error_where([] { parse({"--grace_period", "-1", "p"}); }) == "--grace_period");
+  CHECK(input_error_where([] { parse({"--heartbeat_timeout", "0", "p"}); }) == "--heartbeat_timeout");
+  CHECK(input_error_where([] { parse({"--cuda_visible_devices", "all", "p"}); }) == "--cuda_visible_devices");
+  CHECK(parse({"--cuda-visible-devices=node", "p"}).device_visibility == DeviceVisibility::Node);
   CHECK(input_error_where([] { parse({"--env", "NOVALUE", "p"}); }) == "--env");
   CHECK(input_error_where([] { parse({"--launcher_args", "'unclosed", "p"}); }) == "--launcher_args");
   CHECK(input_error_where([] { parse({"-x", "p"}); }) == "-x");
@@ -305,6 +309,13 @@ TEST_CASE("world: ranks node by node; devices honour an inherited CUDA_VISIBLE_D
   CHECK(get("MASTER_PORT") == "7");
   CHECK(get("CUDA_VISIBLE_DEVICES") == "10");
   CHECK(get("FM_RESTART_COUNT") == "2");
+  auto node_view = rank_environment(w, b[1], {"m", 7, 0}, std::string("4,5,6,7,8,9"), DeviceVisibility::Node);
+  CHECK(std::find_if(node_view.begin(), node_view.end(), [](const EnvVar& v) {
+          return v.name == "CUDA_VISIBLE_DEVICES" && v.value == "5,7,9";
+        }) != node_view.end());
+  auto inherit_view = rank_environment(w, b[1], {"m", 7, 0}, std::string("4,5"), DeviceVisibility::Inherit);
+  CHECK(std::none_of(inherit_view.begin(), inherit_view.end(),
+                     [](const EnvVar& v) { return v.name == "CUDA_VISIBLE_DEVICES"; }));
   CHECK(format_world_slots(w) == "0,1@1,3,5");
   auto back = parse_world_slots("0,1@1,3,5", "x");
   CHECK(back[1].slots == std::vector<int>{1, 3, 5});
@@ -328,6 +339,10 @@ TEST_CASE("commands: agent arguments carry the world and the node") {
   CHECK(remote.rfind("cd '/work dir' && export K='v w' && exec ", 0) == 0);
   CHECK(shell_split(remote.substr(remote.find("exec ") + 5), "x") == a);
 
+  job.device_visibility = DeviceVisibility::Node;
+  auto with_view = agent_argv(job, 0, "n1");
+  const std::vector<std::string> view_flag = {"--cuda_visible_devices", "node"};
+  CHECK(std::search(with_view.begin(), with_view.end(), view_flag.begin(), view_flag.end()) != with_view.end());
   job.nodes = {{"n1", {0, 2}}, {"n2", {1}}};
   auto h = agent_argv(job, std::nullopt, "");
   CHECK(h[1] == "--world_slots");
