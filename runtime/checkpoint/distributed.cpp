@@ -69,6 +69,26 @@ std::string ranks_text(const Communicator& c, const std::vector<int>& group_rank
 
 std::vector<std::string> error_fields(const InputError& e) { return {e.where(), e.problem(), e.hint()}; }
 
+// Writing or verifying a large shard can legitimately take longer than a training collective,
+// and the other ranks wait for it at the exchange: the world's timeout is raised to at least
+// kIoTimeout while a save or resume runs. A rank that dies is still noticed at once (MPI ends the
+// job; the Gloo backend's liveness check names the lost rank).
+constexpr comm::Millis kIoTimeout{30 * 60 * 1000};
+
+class IoTimeout {
+ public:
+  explicit IoTimeout(Communicator& c) : c_(c), saved_(c.timeout()) {
+    c_.set_timeout(std::max(saved_, kIoTimeout));
+  }
+  ~IoTimeout() { c_.set_timeout(saved_); }
+  IoTimeout(const IoTimeout&) = delete;
+  IoTimeout& operator=(const IoTimeout&) = delete;
+
+ private:
+  Communicator& c_;
+  comm::Millis saved_;
+};
+
 }  // namespace
 
 ShardRange shard_range(int zero_stage, int dp_size, int dp_rank, int64_t stage_numel) {
@@ -80,6 +100,7 @@ ShardRange shard_range(int zero_stage, int dp_size, int dp_rank, int64_t stage_n
 
 SaveResult save_checkpoint(Communicator& world, const SaveRequest& req) {
   const auto t0 = std::chrono::steady_clock::now();
+  const IoTimeout io_timeout(world);
   const bool leader = world.rank() == 0;
   const std::string root = checkpoints_root(req.output_dir);
   const std::string unchanged = "nothing was committed: the previous checkpoints and `latest` are unchanged";
@@ -180,6 +201,7 @@ ResumeResult open_for_resume(Communicator& world, const ResumeRequest& req) {
   ResumeResult result;
   if (req.mode == ResumeMode::None) return result;
   FM_CHECK(req.model && req.layout, "resume needs the run's model and this rank's layout");
+  const IoTimeout io_timeout(world);
   const bool leader = world.rank() == 0;
   const bool explicit_path = req.mode == ResumeMode::Path;
 

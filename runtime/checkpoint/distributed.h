@@ -14,6 +14,9 @@
 // of the files it will read; a damaged file found by any rank makes every rank skip that
 // checkpoint (auto) or fail with the same InputError naming the file (PATH). Checkpoints of
 // another model are an InputError in both modes.
+//
+// While either runs, the world communicator's timeout is at least 30 minutes: the ranks wait for
+// the slowest one's file I/O at the exchange (the timeout is restored afterwards).
 #pragma once
 
 #include <cstdint>

@@ -13,10 +13,10 @@ for spec in "4 1 2" "4 4 0" "1 1 1"; do
   set -- $spec
   out="$work/b-$1-$2-$3"
   fmtrain_mpi "$1" "$2" "$3" "$out" --train_steps 8 --resume "$ck" > "$out.log" 2>&1 ||
-    { tail -30 "$out.log"; fail "resume as (pipe $2, $1 ranks, ZeRO $3) failed"; }
+    { tail -30 "$out.log"; fail "resume as (pipeline $2, data $(($1 / $2)), ZeRO $3) failed"; }
   "$py" "$here/metrics_compare.py" "$work/a/metrics.jsonl" "$out/metrics.jsonl" --first 5 --last 8 --rtol 1e-5 ||
-    fail "losses after resharding to (pipe $2, $1 ranks, ZeRO $3) differ"
-  echo "ok: resumed as (pipe $2, $1 ranks, ZeRO $3)"
+    fail "losses after resharding to (pipeline $2, data $(($1 / $2)), ZeRO $3) differ"
+  echo "ok: resumed as (pipeline $2, data $(($1 / $2)), ZeRO $3)"
 done
 # Weights only: the first loss of a run initialised from step 8 is far below a random start's.
 fmtrain_mpi 1 1 0 "$work/init" --train_steps 1 --resume none --init_ckpt "$work/a" > "$work/init.log" 2>&1 ||
