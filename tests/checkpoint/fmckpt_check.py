@@ -2,6 +2,7 @@
 
 A synthetic checkpoint written under (pipeline 2, data 2, ZeRO 1) by the probe, for a tied and an
 untied model:
+  - list: the checkpoints of an output directory, complete, `latest` marked;
   - inspect: state, layout, tensors with shapes, every file's checksum verified;
   - consolidate: one safetensors file with our names and shapes, values equal to the export's;
   - export-hf (float32, and bfloat16 sharded with an index): transformers' from_pretrained loads
@@ -82,6 +83,10 @@ def main(fmckpt, probe):
                     "--tokenizer", tokenizer)
             check(r.returncode == 0, f"{label}: probe wrote a (2,2,ZeRO 1) checkpoint ({r.stderr.strip()})")
             ckpt = os.path.join(d, "checkpoints", "global_step5")
+
+            r = run(fmckpt, "list", d)
+            check(r.returncode == 0 and "global_step5" in r.stdout and "complete | 4 files" in r.stdout
+                  and "<- latest" in r.stdout, f"{label}: list shows the checkpoint as complete and latest")
 
             r = run(fmckpt, "inspect", d)
             check(r.returncode == 0, f"{label}: inspect exits 0 ({r.stderr.strip()})")
