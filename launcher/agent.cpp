@@ -156,8 +156,7 @@ int run_agent(const Options& o) {
 
   // A launcher exported its variables already; a standalone agent reads ./.fmenv like the launcher.
   const std::vector<EnvVar> extra = read_env_sources(o, /*default_file=*/!o.control);
-  std::vector<std::string> base_env;
-  for (const auto& v : current_environment()) base_env.push_back(v.name + "=" + v.value);
+  std::vector<std::string> base_env = current_environment_block();
   apply_env(base_env, extra);
   std::optional<std::string> inherited_devices;
   if (const char* cvd = find_env(base_env, "CUDA_VISIBLE_DEVICES")) inherited_devices = cvd;

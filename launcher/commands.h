@@ -34,7 +34,6 @@ struct JobSpec {
   std::vector<std::string> container_args;
   std::vector<std::string> program;
   std::string cwd;
-  std::vector<EnvVar> exports;  // carried to the nodes (remote modes) or set for the ranks
   std::vector<std::string> launcher_args;
   int ssh_port = -1;
 };

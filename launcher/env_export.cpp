@@ -116,6 +116,12 @@ std::vector<EnvVar> current_environment() {
   return out;
 }
 
+std::vector<std::string> current_environment_block() {
+  std::vector<std::string> out;
+  for (char** e = environ; e && *e; ++e) out.emplace_back(*e);
+  return out;
+}
+
 std::vector<EnvVar> default_exports(const std::vector<EnvVar>& environment) {
   std::vector<EnvVar> out;
   for (const auto& v : environment)

@@ -50,6 +50,9 @@ std::vector<EnvVar> default_exports(const std::vector<EnvVar>& environment);
 std::vector<EnvVar> masked(const std::vector<EnvVar>& vars);
 std::string display_value(const EnvVar& var);
 
+// The process environment as a "K=V" block, in its own order.
+std::vector<std::string> current_environment_block();
+
 // Sets/overrides `vars` in a "K=V" environment block.
 void apply_env(std::vector<std::string>& block, const std::vector<EnvVar>& vars);
 std::vector<std::string> env_block(const std::vector<EnvVar>& vars);

@@ -16,14 +16,16 @@
 #include <vector>
 
 #include "launcher/control.h"
+#include "launcher/env_export.h"
 
 namespace fm::launcher {
 
 struct NodeProcess {
   std::string label;  // "ssh node01", "pdsh", "srun", "mpirun"
   std::vector<std::string> argv;
-  std::vector<std::string> env;
-  std::vector<int> nodes;  // node indices this process serves
+  std::vector<std::string> env;    // its whole environment
+  std::vector<EnvVar> env_changes;  // what it sets on top of ours (shown by --dry_run)
+  std::vector<int> nodes;           // node indices this process serves
   // How to ask it to stop: EOF on its stdin (ssh, srun pass it on to the agents), or SIGTERM
   // (pdsh keeps its ssh children's stdin to itself; when it dies they see EOF).
   bool stop_with_sigterm = false;

@@ -62,7 +62,7 @@ std::vector<std::string> slurm_allocation_nodes() {
   if (list.empty()) return {};
   SpawnRequest req;
   req.argv = {"scontrol", "show", "hostnames", list};
-  for (const auto& v : current_environment()) req.env.push_back(v.name + "=" + v.value);
+  req.env = current_environment_block();
   auto res = run_captured({req}, 20.0);
   if (res[0].status != 0)
     throw InputError("--launcher slurm", fmt::format("'scontrol show hostnames {}' failed: {}", list, res[0].output),
@@ -134,8 +134,7 @@ int host_line(const Hostfile& hf, const std::string& host) {
 void preflight_ssh(const Hostfile& hf, const std::vector<NodeSlots>& nodes, int port,
                    const std::vector<std::string>& extra, const std::string& how) {
   std::vector<SpawnRequest> reqs;
-  std::vector<std::string> env;
-  for (const auto& v : current_environment()) env.push_back(v.name + "=" + v.value);
+  const std::vector<std::string> env = current_environment_block();
   for (const auto& n : nodes) {
     SpawnRequest r;
     r.argv = ssh_check_argv(n.host, port, extra, 5);
@@ -172,6 +171,66 @@ void print_rank_lines(std::string& out, const World& world, const JobSpec& job, 
   }
 }
 
+// The processes that reach the nodes, for one attempt. `exports`/`sources` are the real values,
+// or masked ones for --dry_run; env_changes is what each sets on top of our own environment.
+std::vector<NodeProcess> make_transports(LauncherKind kind, const JobSpec& job, const std::vector<EnvVar>& exports,
+                                         const std::vector<EnvVar>& sources, const std::string& mpirun_hostfile) {
+  std::vector<NodeProcess> procs;
+  std::vector<int> all;
+  for (int i = 0; i < static_cast<int>(job.nodes.size()); ++i) all.push_back(i);
+  switch (kind) {
+    case LauncherKind::Ssh:
+      for (int i : all) {
+        const auto& host = job.nodes[i].host;
+        NodeProcess p;
+        p.label = "ssh " + host;
+        p.argv = ssh_argv(job, host, remote_command(job, exports, agent_argv(job, i, host)));
+        p.nodes = {i};
+        procs.push_back(std::move(p));
+      }
+      break;
+    case LauncherKind::Pdsh: {
+      NodeProcess p;
+      p.label = "pdsh";
+      p.argv = pdsh_argv(job, pdsh_remote_command(job, exports));
+      p.nodes = all;
+      p.stop_with_sigterm = true;
+      const std::string ssh_args = pdsh_ssh_args(env_or("PDSH_SSH_ARGS_APPEND", ""), job.ssh_port);
+      if (!ssh_args.empty()) p.env_changes = {{"PDSH_SSH_ARGS_APPEND", ssh_args}};
+      procs.push_back(std::move(p));
+      break;
+    }
+    case LauncherKind::Slurm: {
+      NodeProcess p;
+      p.label = "srun";
+      p.argv = srun_argv(job);
+      p.nodes = all;
+      p.env_changes = sources;  // srun passes our whole environment on
+      procs.push_back(std::move(p));
+      break;
+    }
+    case LauncherKind::Mpirun: {
+      NodeProcess p;
+      p.label = "mpirun";
+      p.env_changes = sources;
+      p.env_changes.insert(p.env_changes.end(), {{"MASTER_ADDR", job.rdzv.master_addr},
+                                                 {"MASTER_PORT", std::to_string(job.rdzv.master_port)},
+                                                 {"FM_RESTART_COUNT", std::to_string(job.rdzv.restart_count)}});
+      std::vector<std::string> names;
+      for (const auto& v : exports) names.push_back(v.name);
+      for (const char* n : {"MASTER_ADDR", "MASTER_PORT", "FM_RESTART_COUNT"}) names.push_back(n);
+      p.argv = mpirun_argv(job, mpirun_hostfile, names, geteuid() == 0);
+      p.nodes = all;
+      p.stop_with_sigterm = true;
+      procs.push_back(std::move(p));
+      break;
+    }
+    case LauncherKind::Local:
+      break;
+  }
+  return procs;
+}
+
 }  // namespace
 
 int run_launcher(const Options& o) {
@@ -200,10 +259,8 @@ int run_launcher(const Options& o) {
                            "select whole hosts, or use --num_gpus / hostfile slots, with --launcher mpirun");
 
   const std::vector<EnvVar> sources = read_env_sources(o, /*default_file=*/true);  // env file + --env
-  const std::vector<EnvVar> environment = current_environment();
-  const std::vector<EnvVar> exports = collect_exports(default_exports(environment), {}, sources);
-  std::vector<std::string> env_now;
-  for (const auto& v : environment) env_now.push_back(v.name + "=" + v.value);
+  const std::vector<EnvVar> exports = collect_exports(default_exports(current_environment()), {}, sources);
+  const std::vector<std::string> env_now = current_environment_block();
 
   JobSpec job;
   job.fmlaunch = this_executable();
@@ -219,7 +276,6 @@ int run_launcher(const Options& o) {
   job.container_args = o.container_args;
   job.program = o.program;
   job.cwd = std::filesystem::current_path().string();
-  job.exports = exports;
   job.launcher_args = o.launcher_args;
   job.ssh_port = o.ssh_port;
 
@@ -243,10 +299,6 @@ int run_launcher(const Options& o) {
   }
   const std::string mpirun_hostfile =
       fmt::format("{}/fmlaunch-hostfile-{}", env_or("TMPDIR", "/tmp"), static_cast<long>(getpid()));
-  std::vector<std::string> mpirun_names;
-  for (const auto& v : exports) mpirun_names.push_back(v.name);
-  for (const char* n : {"MASTER_ADDR", "MASTER_PORT", "FM_RESTART_COUNT"}) mpirun_names.push_back(n);
-  const std::vector<EnvVar> shown_sources = masked(sources);
   std::optional<std::string> local_devices;
   if (const char* cvd = std::getenv("CUDA_VISIBLE_DEVICES")) local_devices = cvd;
 
@@ -259,44 +311,25 @@ int run_launcher(const Options& o) {
       out += fmt::format("# node {}: {} ranks {}-{} slots {}\n", i, world.node(i).host, rs.front().rank, rs.back().rank,
                          format_slot_list(world.node(i).slots));
     }
-    const std::string pretty_runtime = job.container_runtime.empty() ? "apptainer" : job.container_runtime;
-    switch (kind) {
-      case LauncherKind::Local:
-        out += "# ranks (each in its own process group):\n";
-        print_rank_lines(out, world, job, shown_sources, local_devices, pretty_runtime);
-        break;
-      case LauncherKind::Ssh:
-        out += "# one ssh per node:\n";
-        for (int i = 0; i < world.num_nodes(); ++i) {
-          const auto& host = world.node(i).host;
-          out += shell_join(ssh_argv(job, host, remote_command(job, masked(exports), agent_argv(job, i, host)))) + "\n";
-        }
-        break;
-      case LauncherKind::Pdsh: {
-        out += "# one pdsh for all nodes:\n";
-        std::string ssh_args = pdsh_ssh_args(env_or("PDSH_SSH_ARGS_APPEND", ""), o.ssh_port);
-        if (!ssh_args.empty()) out += "PDSH_SSH_ARGS_APPEND=" + shell_quote(ssh_args) + " ";
-        out += shell_join(pdsh_argv(job, pdsh_remote_command(job, masked(exports)))) + "\n";
-        break;
-      }
-      case LauncherKind::Slurm:
-        out += "# one srun for all nodes (one agent per node; srun propagates the environment):\n";
-        if (!shown_sources.empty()) out += env_prefix(shown_sources) + " ";
-        out += shell_join(srun_argv(job)) + "\n";
-        break;
-      case LauncherKind::Mpirun:
+    const std::string runtime = job.container_runtime.empty() ? "apptainer" : job.container_runtime;
+    if (kind == LauncherKind::Local) {
+      out += "# ranks (each in its own process group):\n";
+      print_rank_lines(out, world, job, masked(sources), local_devices, runtime);
+    } else {
+      if (kind == LauncherKind::Mpirun) {
         out += fmt::format("# mpirun hostfile {}:\n", mpirun_hostfile);
         for (const auto& n : nodes) out += fmt::format("#   {} x{}\n", n.host, n.slots.size());
-        out += "# one mpirun for all ranks (Open MPI sets OMPI_COMM_WORLD_RANK/SIZE/LOCAL_RANK):\n";
-        if (!shown_sources.empty()) out += env_prefix(shown_sources) + " ";
-        out += fmt::format("MASTER_ADDR={} MASTER_PORT={} FM_RESTART_COUNT=0 ", shell_quote(job.rdzv.master_addr),
-                           job.rdzv.master_port);
-        out += shell_join(mpirun_argv(job, mpirun_hostfile, mpirun_names, geteuid() == 0)) + "\n";
-        break;
-    }
-    if (kind != LauncherKind::Local && kind != LauncherKind::Mpirun) {
-      out += "# ranks each node's agent starts (CUDA_VISIBLE_DEVICES: the slot, or its entry of the node's own list):\n";
-      print_rank_lines(out, world, job, {}, std::nullopt, pretty_runtime);
+      }
+      out += fmt::format("# {}:\n", kind == LauncherKind::Ssh      ? "one ssh per node"
+                                     : kind == LauncherKind::Pdsh   ? "one pdsh for all nodes"
+                                     : kind == LauncherKind::Slurm  ? "one srun for all nodes, one agent per node"
+                                                                    : "one mpirun for all ranks (Open MPI sets OMPI_COMM_WORLD_*)");
+      for (const auto& p : make_transports(kind, job, masked(exports), masked(sources), mpirun_hostfile))
+        out += (p.env_changes.empty() ? "" : env_prefix(p.env_changes) + " ") + shell_join(p.argv) + "\n";
+      if (kind != LauncherKind::Mpirun) {
+        out += "# ranks each node's agent starts (CUDA_VISIBLE_DEVICES from the node's own list when it has one):\n";
+        print_rank_lines(out, world, job, {}, std::nullopt, runtime);
+      }
     }
     write_all(1, out);
     return 0;
@@ -309,7 +342,7 @@ int run_launcher(const Options& o) {
 
   say(fmt::format("{} launcher, {} node(s) ({}), world size {}, master {}:{}", launcher_name(kind), world.num_nodes(),
                   hosts_summary(nodes), world.world_size(), job.rdzv.master_addr, job.rdzv.master_port));
-  if (!sources.empty()) say("setting for every rank: " + env_prefix(shown_sources));
+  if (!sources.empty()) say("setting for every rank: " + env_prefix(masked(sources)));
   const int sfd = install_signal_fd();
 
   if (kind == LauncherKind::Local) {
@@ -349,35 +382,10 @@ int run_launcher(const Options& o) {
   const int code = run_with_restarts(0, o.max_restarts, true, [&](int attempt) {
     job.rdzv.restart_count = attempt;
     f.restart_count = attempt;
-    std::vector<NodeProcess> procs;
-    if (kind == LauncherKind::Ssh) {
-      for (int i = 0; i < world.num_nodes(); ++i) {
-        const auto& host = world.node(i).host;
-        procs.push_back({"ssh " + host, ssh_argv(job, host, remote_command(job, exports, agent_argv(job, i, host))), env_now, {i}});
-      }
-    } else {
-      NodeProcess p;
-      for (int i = 0; i < world.num_nodes(); ++i) p.nodes.push_back(i);
+    auto procs = make_transports(kind, job, exports, sources, mpirun_hostfile);
+    for (auto& p : procs) {
       p.env = env_now;
-      if (kind == LauncherKind::Pdsh) {
-        p.label = "pdsh";
-        p.stop_with_sigterm = true;
-        p.argv = pdsh_argv(job, pdsh_remote_command(job, exports));
-        apply_env(p.env, {{"PDSH_SSH_ARGS_APPEND", pdsh_ssh_args(env_or("PDSH_SSH_ARGS_APPEND", ""), o.ssh_port)}});
-      } else if (kind == LauncherKind::Slurm) {
-        p.label = "srun";
-        p.argv = srun_argv(job);
-        apply_env(p.env, sources);
-      } else {
-        p.label = "mpirun";
-        p.stop_with_sigterm = true;
-        p.argv = mpirun_argv(job, mpirun_hostfile, mpirun_names, geteuid() == 0);
-        apply_env(p.env, sources);
-        apply_env(p.env, {{"MASTER_ADDR", job.rdzv.master_addr},
-                          {"MASTER_PORT", std::to_string(job.rdzv.master_port)},
-                          {"FM_RESTART_COUNT", std::to_string(attempt)}});
-      }
-      procs.push_back(std::move(p));
+      apply_env(p.env, p.env_changes);
     }
     return run_fanout(procs, f, sfd);
   });
