@@ -4,7 +4,6 @@
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
-#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -69,36 +68,6 @@ bool is_device_pointer(const void* p) {
     return false;
   }
   return attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged;
-}
-
-// A float as the decimal it was written as (0.9f -> 0.9), the same rule as the CPU backend's Adam,
-// so that both backends form identical coefficients.
-double as_written(float x) {
-  char text[32];
-  const auto printed = std::to_chars(text, text + sizeof(text), x);
-  double value = x;
-  std::from_chars(text, printed.ptr, value);
-  return value;
-}
-
-AdamCoefficients adam_coefficients(const AdamStep& s) {
-  const double lr = as_written(s.lr), b1 = as_written(s.beta1), b2 = as_written(s.beta2);
-  const double wd = as_written(s.weight_decay);
-  const double bc1 = 1.0 - std::pow(b1, double(s.step));
-  const double bc2 = 1.0 - std::pow(b2, double(s.step));
-  const bool decay = s.weight_decay != 0.0f;
-  AdamCoefficients c{};
-  c.small_w1 = std::abs(1.0 - b1) < 0.5;
-  c.decay_mul = decay && s.adam_w_mode ? static_cast<float>(1.0 - lr * wd) : 1.0f;
-  c.decay_add = decay && !s.adam_w_mode ? static_cast<float>(wd) : 0.0f;
-  const float w1 = static_cast<float>(1.0 - b1);
-  c.lerp_coeff = c.small_w1 ? w1 : w1 - 1.0f;
-  c.beta2 = static_cast<float>(b2);
-  c.w2 = static_cast<float>(1.0 - b2);
-  c.neg_step = static_cast<float>(-(lr / bc1));
-  c.bc2_sqrt = static_cast<float>(std::pow(bc2, 0.5));
-  c.eps = static_cast<float>(as_written(s.eps));
-  return c;
 }
 
 const int32_t* ints(View v, const char* op) {
@@ -287,7 +256,7 @@ class CudaOpsImpl final : public CudaOps {
     check_float(grad, "adam_update");
     check_float(param_out, "adam_update");
     activate();
-    launch_adam(stream_, ref(master), ref(grad), ref(m), ref(v), ref(param_out), n, adam_coefficients(s));
+    launch_adam(stream_, ref(master), ref(grad), ref(m), ref(v), ref(param_out), n, s);
   }
 
  private:

@@ -6,6 +6,8 @@
 // load8/store8 move 8 consecutive elements with 16-byte accesses; the caller guarantees that the
 // address of element i is 16-byte aligned (host side: aligned16 on the base, i % 8 == 0, row
 // lengths % 8 == 0) and otherwise uses the scalar load/store.
+// Kernel headers (*_kernels.cuh) hold device code only, so tests/cuda can also compile them for the
+// CPU emulation of CUDA (FM_CUDA_EMULATION), which supplies the intrinsics and dynamic_smem itself.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -19,6 +21,14 @@
 namespace fm::kernels::cuda {
 
 constexpr unsigned kFullMask = 0xffffffffu;
+
+#ifndef FM_CUDA_EMULATION
+// The block's dynamic shared memory (the launch's third <<<>>> argument), 128-byte aligned.
+__device__ __forceinline__ unsigned char* dynamic_smem() {
+  extern __shared__ __align__(128) unsigned char fm_dynamic_smem[];
+  return fm_dynamic_smem;
+}
+#endif
 
 __device__ __forceinline__ uint16_t float_to_bf16_bits(float f) {
   const uint32_t u = __float_as_uint(f);
