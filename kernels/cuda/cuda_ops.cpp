@@ -135,21 +135,20 @@ class CudaOpsImpl final : public CudaOps {
   // ---- GEMM ---------------------------------------------------------------------------------------
   void matmul_nt(View out, View a, View b, int M, int N, int K, bool acc) override {
     activate();
-    gemm_->run({out, a, b, false, true, M, N, K, K, K, N, acc}, stream_);
+    gemm_->run(nt_call(out, a, b, M, N, K, acc), stream_);
   }
   void matmul_nn(View out, View a, View b, int M, int N, int K, bool acc) override {
     activate();
-    gemm_->run({out, a, b, false, false, M, N, K, K, N, N, acc}, stream_);
+    gemm_->run(nn_call(out, a, b, M, N, K, acc), stream_);
   }
   void matmul_tn(View out, View a, View b, int M, int N, int K, bool acc) override {
     activate();
-    gemm_->run({out, a, b, true, false, M, N, K, M, N, N, acc}, stream_);
+    gemm_->run(tn_call(out, a, b, M, N, K, acc), stream_);
   }
   void matmul_tn_rows(View out, View a, View b, int M, int N, int K, int r0, int r1, bool acc) override {
     FM_CHECK(0 <= r0 && r0 <= r1 && r1 <= M, "CudaOps::matmul_tn_rows: bad row range");
     activate();
-    const View a_cols{static_cast<char*>(a.ptr) + size_t(r0) * dtype_size(a.dtype), a.dtype};
-    gemm_->run({out, a_cols, b, true, false, r1 - r0, N, K, M, N, N, acc}, stream_);
+    gemm_->run(tn_rows_call(out, a, b, M, N, K, r0, r1, acc), stream_);
   }
 
   // ---- embedding ----------------------------------------------------------------------------------

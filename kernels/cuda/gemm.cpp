@@ -69,21 +69,14 @@ const Gemm::Plan& Gemm::plan(const GemmCall& c, const Key& key) {
   const bool fp32_in = c.a.dtype == DType::F32;
   const cublasComputeType_t compute = fp32_in && allow_tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   check_blas(cublasLtMatmulDescCreate(&p->desc, compute, CUDA_R_32F), "matmul descriptor");
-  // cuBLASLt A = our b: column-major view of b is (b_transposed ? K x N : N x K); op(A) must be N x K.
-  const cublasOperation_t op_a = c.b_transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
-  // cuBLASLt B = our a: column-major view of a is (a_transposed ? M x K : K x M); op(B) must be K x M.
-  const cublasOperation_t op_b = c.a_transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const LtLayout l = lt_layout(c);
+  const cublasOperation_t op_a = l.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = l.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   check_blas(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)), "TRANSA");
   check_blas(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)), "TRANSB");
-  if (c.b_transposed)
-    check_blas(cublasLtMatrixLayoutCreate(&p->a, in_type, c.K, c.N, c.ldb), "layout A");
-  else
-    check_blas(cublasLtMatrixLayoutCreate(&p->a, in_type, c.N, c.K, c.ldb), "layout A");
-  if (c.a_transposed)
-    check_blas(cublasLtMatrixLayoutCreate(&p->b, in_type, c.M, c.K, c.lda), "layout B");
-  else
-    check_blas(cublasLtMatrixLayoutCreate(&p->b, in_type, c.K, c.M, c.lda), "layout B");
-  check_blas(cublasLtMatrixLayoutCreate(&p->c, out_type, c.N, c.M, c.ldo), "layout C");
+  check_blas(cublasLtMatrixLayoutCreate(&p->a, in_type, uint64_t(l.a.rows), uint64_t(l.a.cols), l.a.ld), "layout A");
+  check_blas(cublasLtMatrixLayoutCreate(&p->b, in_type, uint64_t(l.b.rows), uint64_t(l.b.cols), l.b.ld), "layout B");
+  check_blas(cublasLtMatrixLayoutCreate(&p->c, out_type, uint64_t(l.d.rows), uint64_t(l.d.cols), l.d.ld), "layout C");
 
   cublasLtMatmulPreference_t pref = nullptr;
   check_blas(cublasLtMatmulPreferenceCreate(&pref), "preference");

@@ -32,6 +32,45 @@ struct GemmCall {
   bool accumulate = false;
 };
 
+// The calls of the ops.h forms (row strides of the stored matrices).
+inline GemmCall nt_call(View out, View a, View b, int M, int N, int K, bool acc) {
+  return {out, a, b, false, true, M, N, K, K, K, N, acc};  // a (M,K), b (N,K)
+}
+inline GemmCall nn_call(View out, View a, View b, int M, int N, int K, bool acc) {
+  return {out, a, b, false, false, M, N, K, K, N, N, acc};  // a (M,K), b (K,N)
+}
+inline GemmCall tn_call(View out, View a, View b, int M, int N, int K, bool acc) {
+  return {out, a, b, true, false, M, N, K, M, N, N, acc};  // a (K,M), b (K,N)
+}
+// Rows [r0, r1) of tn: columns r0.. of a, read in place with a's full row stride M.
+inline GemmCall tn_rows_call(View out, View a, View b, int M, int N, int K, int r0, int r1, bool acc) {
+  const View a_cols{static_cast<char*>(a.ptr) + size_t(r0) * dtype_size(a.dtype), a.dtype};
+  return {out, a_cols, b, true, false, r1 - r0, N, K, M, N, N, acc};
+}
+
+// cuBLASLt's column-major view of a call: D (m x n, ldd) = op(A) op(B) [+ C], A = our b, B = our a.
+// Each matrix as stored: rows, cols and leading dimension (column-major, element (i, j) at i + j*ld).
+struct LtMatrix {
+  int64_t rows, cols, ld;
+};
+struct LtLayout {
+  bool trans_a, trans_b;
+  LtMatrix a, b, d;
+};
+inline LtLayout lt_layout(const GemmCall& c) {
+  LtLayout l{};
+  // Our b, row-major (N, K) when transposed (column-major K x N, used transposed), else (K, N)
+  // (column-major N x K): op(A) is N x K either way.
+  l.trans_a = c.b_transposed;
+  l.a = c.b_transposed ? LtMatrix{c.K, c.N, c.ldb} : LtMatrix{c.N, c.K, c.ldb};
+  // Our a, row-major (K, M) when transposed (column-major M x K, used transposed), else (M, K)
+  // (column-major K x M): op(B) is K x M either way.
+  l.trans_b = c.a_transposed;
+  l.b = c.a_transposed ? LtMatrix{c.M, c.K, c.lda} : LtMatrix{c.K, c.M, c.lda};
+  l.d = LtMatrix{c.N, c.M, c.ldo};  // out^T
+  return l;
+}
+
 class Gemm {
  public:
   Gemm(size_t workspace_bytes, bool allow_tf32);
