@@ -9,6 +9,8 @@
 #include "runtime/base/error.h"
 #include "model/param_layout.h"
 #include "runtime/embedded_defaults.h"
+#include "runtime/checkpoint/export.h"
+#include "runtime/checkpoint/protocol.h"
 
 namespace fm::runtime {
 namespace fs = std::filesystem;
@@ -21,7 +23,9 @@ model::LlamaConfig choose_model_config(const TrainArgs& args, std::vector<std::s
     if (!args.init_ckpt.empty()) {
       // The checkpoint's own config.json describes its tensors; a different --model_config would
       // load weights into the wrong shapes, so the two must agree.
-      model::LlamaConfig ck = model::load_llama_config(args.init_ckpt);
+      model::LlamaConfig ck = checkpoint::is_fm_checkpoint(args.init_ckpt)
+                                  ? checkpoint::checkpoint_model_config(args.init_ckpt)
+                                  : model::load_llama_config(args.init_ckpt);
       if (ck.hidden_size != c.hidden_size || ck.num_hidden_layers != c.num_hidden_layers ||
           ck.num_attention_heads != c.num_attention_heads || ck.num_key_value_heads != c.num_key_value_heads ||
           ck.intermediate_size != c.intermediate_size || ck.vocab_size != c.vocab_size ||
@@ -34,6 +38,7 @@ model::LlamaConfig choose_model_config(const TrainArgs& args, std::vector<std::s
   }
   if (!args.init_ckpt.empty()) {
     notes.push_back(fmt::format("model config from --init_ckpt {}", args.init_ckpt));
+    if (checkpoint::is_fm_checkpoint(args.init_ckpt)) return checkpoint::checkpoint_model_config(args.init_ckpt);
     return model::load_llama_config(args.init_ckpt);
   }
   notes.push_back("model config: the embedded tiny model (configs/models/tiny.json)");

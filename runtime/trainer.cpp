@@ -9,6 +9,9 @@
 #include "kernels/cpu/cpu_ops.h"
 #include "model/init.h"
 #include "model/io/hf_checkpoint.h"
+#include "runtime/checkpoint/distributed.h"
+#include "runtime/checkpoint/export.h"
+#include "runtime/checkpoint/xxhash64.h"
 #include "runtime/base/error.h"
 #include "runtime/base/log.h"
 #include "runtime/base/text.h"
@@ -148,6 +151,7 @@ Trainer::Trainer(RunSpec spec, const comm::Topology& topology, comm::RankGroups 
                                                            groups_.next_stage);
   executor_->reserve(std::max(train_schedule_.num_buffers, eval_schedule_.num_buffers));
 
+  resume();
   if (groups_.world->rank() == 0) metrics_ = MetricsWriter((fs::path(a.output_dir) / "metrics.jsonl").string());
 }
 
@@ -156,7 +160,9 @@ Trainer::~Trainer() = default;
 void Trainer::init_parameters() {
   const model::ParamLayout& layout = stage_->layout();
   std::vector<float> host(static_cast<size_t>(layout.total));
-  if (!spec_.args.init_ckpt.empty()) {
+  if (!spec_.args.init_ckpt.empty() && checkpoint::is_fm_checkpoint(spec_.args.init_ckpt)) {
+    checkpoint::load_weights(spec_.args.init_ckpt, spec_.model, layout, host.data());
+  } else if (!spec_.args.init_ckpt.empty()) {
     model::io::HfCheckpoint ckpt(spec_.args.init_ckpt);
     ckpt.load(layout, host.data());
   } else {
@@ -169,6 +175,68 @@ void Trainer::init_parameters() {
     for (const model::ParamInfo& info : layout.params)
       if (!info.tied_key.empty())
         groups_.tied->broadcast(stage_->params() + info.offset, size_t(info.numel()), comm::DType::F32, 0);
+}
+
+void Trainer::resume() {
+  const TrainArgs& a = spec_.args;
+  const model::ParamLayout& layout = stage_->layout();
+  const zero::ParamRange& own = zero_->range();
+  checkpoint::ResumeRequest rq;
+  rq.mode = a.resume;
+  rq.path = a.resume_path;
+  rq.output_dir = a.output_dir;
+  rq.model = &spec_.model;
+  rq.layout = &layout;
+  rq.state_begin = own.begin;
+  rq.state_end = own.end;
+  checkpoint::ResumeResult res = checkpoint::open_for_resume(*groups_.world, rq);
+  if (!res.reader) return;
+  const checkpoint::CheckpointReader& r = *res.reader;
+  std::vector<float> host(static_cast<size_t>(layout.total));
+  checkpoint::load_rank_state(r, layout, own.begin, own.end, host.data(), zero_->adam().exp_avg().as<float>(),
+                              zero_->adam().exp_avg_sq().as<float>());
+  stage_->upload_params(host.data());
+  const checkpoint::TrainState& st = r.state();
+  step_ = st.global_step;
+  skipped_ = st.skipped_steps;
+  zero_->adam().set_step_count(st.optimizer_steps);
+  schedule_->set_last_batch_iteration(st.scheduler_t);
+  if (loader_) loader_->restore(data::loader_state_from_json(st.loader_json, r.manifest().path));
+  tokens_seen_ = static_cast<double>(spec_.tokens_per_step() * step_);
+  resumed_from_ = r.dir();
+  for (const std::string& s : res.skipped) log::warn("resume: skipped {}", s);
+  log::info("resumed from {} at step {}", resumed_from_, step_);
+  if (step_ >= a.train_steps)
+    log::info("the checkpoint is at step {} and --train_steps is {}: nothing left to train", step_, a.train_steps);
+}
+
+void Trainer::save_checkpoint() {
+  const TrainArgs& a = spec_.args;
+  const model::ParamLayout& layout = stage_->layout();
+  const zero::ParamRange& own = zero_->range();
+  const checkpoint::ShardRange sr =
+      checkpoint::shard_range(zero_->zero_stage(), spec_.dp, groups_.coord.data, layout.total);
+  checkpoint::SaveRequest req;
+  req.output_dir = a.output_dir;
+  req.step = step_;
+  req.writes = sr.writes;
+  req.shard = {groups_.coord.stage, groups_.coord.data, &layout, sr.begin, sr.end, stage_->params() + sr.begin,
+               zero_->adam().exp_avg().as<float>() + (sr.begin - own.begin),
+               zero_->adam().exp_avg_sq().as<float>() + (sr.begin - own.begin)};
+  req.model = &spec_.model;
+  req.topology = {spec_.pipe, spec_.dp, zero_->zero_stage(), groups_.world->size(), cuts_};
+  req.state.global_step = step_;
+  req.state.optimizer_steps = zero_->adam().step_count();
+  req.state.scheduler_t = schedule_->last_batch_iteration();
+  req.state.skipped_steps = skipped_;
+  if (loader_) req.state.loader_json = data::loader_state_to_json(loader_->state());
+  const std::string config = ds_config_to_json(spec_.ds);
+  req.state.config_hash = checkpoint::checksum_hex(checkpoint::xxh64(config.data(), config.size()));
+  req.state.tokenizer = a.tokenizer;
+  req.max_checkpoints = static_cast<int>(a.max_checkpoints);
+  req.keep = resumed_from_;
+  const checkpoint::SaveResult res = checkpoint::save_checkpoint(*groups_.world, req);
+  log::info("saved checkpoint {} ({}, {:.2f} s)", res.path, human_bytes(static_cast<double>(res.bytes)), res.seconds);
 }
 
 RankMemory Trainer::memory() const {
@@ -330,8 +398,10 @@ StepResult Trainer::train() {
   const auto t0 = Clock::now();
   StepResult last;
   double first_loss = std::nan("");
+  const int64_t first_step = step_;
   while (step_ < a.train_steps) {
     last = train_step();
+    if (last.skipped) ++skipped_;
     if (std::isnan(first_loss)) first_loss = last.loss;
     if (a.log_steps > 0 && (last.step % a.log_steps == 0 || last.step == a.train_steps)) log_step(last);
     if (a.eval_steps > 0 && (last.step % a.eval_steps == 0 || last.step == a.train_steps)) {
@@ -340,10 +410,13 @@ StepResult Trainer::train() {
         metrics_.write(last.step, {{"val_loss", *vl}});
       }
     }
+    if ((a.save_steps > 0 && last.step % a.save_steps == 0) || last.step == a.train_steps) save_checkpoint();
   }
   const double total = seconds_since(t0);
-  log::info("done: {} steps in {:.1f} s | first loss {:.4f} -> last loss {:.4f} | {:.0f} tokens/s | peak RSS {}",
-            step_, total, first_loss, last.loss, tokens_seen_ / total, human_bytes(peak_rss_bytes()));
+  if (!std::isnan(first_loss))
+    log::info("done: {} steps in {:.1f} s | first loss {:.4f} -> last loss {:.4f} | {:.0f} tokens/s | peak RSS {}",
+              step_, total, first_loss, last.loss, static_cast<double>(spec_.tokens_per_step()) *
+              static_cast<double>(last.step - first_step) / total, human_bytes(peak_rss_bytes()));
   return last;
 }
 

@@ -68,6 +68,8 @@ class Trainer {
 
  private:
   void init_parameters();
+  void resume();
+  void save_checkpoint();
   void log_step(const StepResult& r);
   std::vector<pipeline::MicroBatchInput> inputs_of(const std::vector<data::MicroBatch>& mbs) const;
 
@@ -88,7 +90,9 @@ class Trainer {
   std::unique_ptr<data::EvalLoader> eval_loader_;
   MetricsWriter metrics_;
   int64_t step_ = 0;
+  int64_t skipped_ = 0;
   double tokens_seen_ = 0;
+  std::string resumed_from_;
 };
 
 // The config's optimizer and scheduler sections in the optimizer's terms.

@@ -127,6 +127,8 @@ const std::vector<Flag>& flags() {
       int_flag("eval_steps", &TrainArgs::eval_steps, 0, "evaluate every N steps; 0 = never"),
       int_flag("eval_iters", &TrainArgs::eval_iters, 1, "batches per evaluation"),
       int_flag("save_steps", &TrainArgs::save_steps, 0, "save a checkpoint every N steps; 0 = only at the end"),
+      int_flag("max_checkpoints", &TrainArgs::max_checkpoints, 0,
+               "keep the N newest checkpoints (never the one resumed from); 0 = keep all"),
       int_flag("log_steps", &TrainArgs::log_steps, 1, "log every N steps"),
       string_flag("output_dir", "DIR", &TrainArgs::output_dir, "checkpoints, logs and metrics", "(none)"),
       int_flag("seed", &TrainArgs::seed, 0, "random seed (init, data order, dropout)"),

@@ -35,6 +35,7 @@ struct TrainArgs {
   int64_t eval_steps = 0;  // 0 = never
   int64_t eval_iters = 10;
   int64_t save_steps = 0;  // 0 = only at the end
+  int64_t max_checkpoints = 0;  // keep the N newest checkpoints; 0 = all
   int64_t log_steps = 1;
   std::string output_dir = "./output";
   int64_t seed = 3407;
