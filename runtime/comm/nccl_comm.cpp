@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "runtime/base/error.h"
+#include "runtime/base/log.h"
 
 namespace fm::comm {
 namespace {
@@ -103,11 +104,12 @@ class NcclComm final : public NcclCommunicator {
     activate();
     cuda_ok(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), prefix() + "cudaStreamCreate");
     cuda_ok(cudaMalloc(&barrier_word_, sizeof(int32_t)), prefix() + "cudaMalloc");
+    cuda_ok(cudaMemset(barrier_word_, 0, sizeof(int32_t)), prefix() + "cudaMemset");
     batch_ = std::make_shared<P2pBatch>();
   }
 
   ~NcclComm() override {
-    activate();
+    cudaSetDevice(device_);  // destructors do not throw: errors here end in abort_comm below
     if (!aborted_) {
       if (std::uncaught_exceptions() > 0) {
         ncclCommAbort(comm_);  // a failing program must not wait for peers here
@@ -370,8 +372,10 @@ class NcclComm final : public NcclCommunicator {
       wait_event(record("closing the communicator"), "closing the communicator", {});
       settle(ncclCommFinalize(comm_), "ncclCommFinalize");
       ncclCommDestroy(comm_);
-    } catch (const std::exception&) {
-      abort_comm();  // destructors do not throw; the failure already ended the communicator
+    } catch (const std::exception& e) {
+      // Destructors do not throw: say what happened; the communicator is aborted either way.
+      log::warn("{}closing the NCCL communicator of the {}: {}", prefix(), group_label(), e.what());
+      abort_comm();
     }
   }
 
