@@ -85,6 +85,8 @@ std::vector<EnvVar> rank_environment(const World& world, const RankPlacement& r,
       {"MASTER_PORT", std::to_string(rdzv.master_port)},
       {"FM_RESTART_COUNT", restarts},
       {"TORCHELASTIC_RESTART_COUNT", restarts},
+      // The launcher tags each output line with its rank: fmtrain then leaves its own tag out.
+      {"FM_LAUNCHER_TAGS", "1"},
   };
   if (visibility == DeviceVisibility::Inherit) return env;
   std::string devices;

@@ -1,6 +1,8 @@
 #include "runtime/base/log.h"
 
 #include <cstdio>
+#include <cstdlib>
+#include <string_view>
 #include <mutex>
 
 #include "runtime/base/error.h"
@@ -13,7 +15,14 @@ int g_world = 1;
 bool g_quiet = false;
 std::FILE* g_file = nullptr;
 
-std::string prefix() { return g_world > 1 ? fmt::format("[rank {}] ", g_rank) : std::string{}; }
+// "[rank R] " in a multi-rank world, unless a launcher (fmlaunch) already tags every line.
+std::string prefix() {
+  static const bool tagged = [] {
+    const char* v = std::getenv("FM_LAUNCHER_TAGS");
+    return v && std::string_view(v) == "1";
+  }();
+  return g_world > 1 && !tagged ? fmt::format("[rank {}] ", g_rank) : std::string{};
+}
 
 void emit(std::FILE* console, const std::string& line, bool to_console) {
   std::lock_guard<std::mutex> lock(g_mu);
