@@ -92,6 +92,9 @@ RunSpec prepare_run(const TrainArgs& args, const WorldShape& world) {
     throw InputError("optimizer.params.bias_correction", "false is not supported: Adam always uses bias correction",
                      "remove the key or set it to true");
 
+  // The schedule checks its parameters as DeepSpeed does (InputError at scheduler.params.<key>).
+  (void)zero::LrSchedule(lr_schedule_params_of(spec.ds), spec.ds.optimizer.params.lr);
+
   if (args.max_seq_len < 1) throw InputError("--max_seq_len", "must be at least 1");
   if (args.max_seq_len > spec.model.max_position_embeddings)
     spec.notes.push_back(fmt::format("warning: --max_seq_len {} exceeds the model's max_position_embeddings {}",
@@ -106,6 +109,31 @@ RunSpec prepare_run(const TrainArgs& args, const WorldShape& world) {
   d.cache_dir = (fs::path(args.output_dir) / "data_cache").string();
   d.prep_threads = 0;
   return spec;
+}
+
+zero::AdamConfig adam_config_of(const DsConfig& ds) {
+  const AdamParams& p = ds.optimizer.params;
+  zero::AdamConfig a;
+  a.lr = p.lr;
+  a.beta1 = p.betas[0];
+  a.beta2 = p.betas[1];
+  a.eps = p.eps;
+  a.weight_decay = p.weight_decay;
+  a.adam_w_mode = ds.optimizer.decoupled_weight_decay();
+  return a;
+}
+
+zero::LrScheduleParams lr_schedule_params_of(const DsConfig& ds) {
+  const SchedulerConfig& s = ds.scheduler;
+  switch (s.type) {
+    case SchedulerType::None: return zero::ConstantLRParams{};
+    case SchedulerType::WarmupLR: return s.warmup_lr;
+    case SchedulerType::WarmupDecayLR: return s.warmup_decay_lr;
+    case SchedulerType::WarmupCosineLR: return s.warmup_cosine_lr;
+    case SchedulerType::OneCycle: return s.one_cycle;
+    case SchedulerType::LRRangeTest: return s.lr_range_test;
+  }
+  return zero::ConstantLRParams{};
 }
 
 void prepare_run_data(const RunSpec& spec) {

@@ -15,6 +15,8 @@
 #include "model/llama_config.h"
 #include "runtime/config/ds_config.h"
 #include "runtime/config/train_args.h"
+#include "zero/adam.h"
+#include "zero/lr_schedule.h"
 
 namespace fm::runtime {
 
@@ -40,6 +42,10 @@ struct RunSpec {
 };
 
 RunSpec prepare_run(const TrainArgs& args, const WorldShape& world);
+
+// The config's optimizer and scheduler sections in the optimizer's terms.
+zero::AdamConfig adam_config_of(const DsConfig& ds);
+zero::LrScheduleParams lr_schedule_params_of(const DsConfig& ds);
 
 // Tokenizes raw JSONL data into the cache when needed (call on one rank, the others wait).
 void prepare_run_data(const RunSpec& spec);

@@ -23,10 +23,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-zero::WarmupType warmup_type_of(WarmupType t) {
-  return t == WarmupType::Linear ? zero::WarmupType::Linear : zero::WarmupType::Log;
-}
-
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 double peak_rss_bytes() {
@@ -40,63 +36,6 @@ pipeline::ScheduleKind train_schedule_kind(const DsConfig& ds) {
 }
 
 }  // namespace
-
-zero::AdamConfig adam_config_of(const DsConfig& ds) {
-  const AdamParams& p = ds.optimizer.params;
-  zero::AdamConfig a;
-  a.lr = p.lr;
-  a.beta1 = p.betas[0];
-  a.beta2 = p.betas[1];
-  a.eps = p.eps;
-  a.weight_decay = p.weight_decay;
-  a.adam_w_mode = ds.optimizer.decoupled_weight_decay();
-  return a;
-}
-
-zero::LrScheduleParams lr_schedule_params_of(const DsConfig& ds) {
-  const SchedulerConfig& s = ds.scheduler;
-  switch (s.type) {
-    case SchedulerType::None:
-      return zero::ConstantLRParams{};
-    case SchedulerType::WarmupLR: {
-      const auto& w = s.warmup_lr;
-      return zero::WarmupLRParams{w.warmup_min_lr, w.warmup_max_lr, w.warmup_num_steps, warmup_type_of(w.warmup_type)};
-    }
-    case SchedulerType::WarmupDecayLR: {
-      const auto& w = s.warmup_decay_lr;
-      return zero::WarmupDecayLRParams{w.total_num_steps, w.warmup_min_lr, w.warmup_max_lr, w.warmup_num_steps,
-                                       warmup_type_of(w.warmup_type)};
-    }
-    case SchedulerType::WarmupCosineLR: {
-      const auto& w = s.warmup_cosine_lr;
-      return zero::WarmupCosineLRParams{w.total_num_steps, w.warmup_min_ratio, w.warmup_num_steps, w.cos_min_ratio,
-                                        warmup_type_of(w.warmup_type)};
-    }
-    case SchedulerType::OneCycle: {
-      const auto& o = s.one_cycle;
-      zero::OneCycleParams z;
-      z.cycle_min_lr = o.cycle_min_lr;
-      z.cycle_max_lr = o.cycle_max_lr;
-      z.decay_lr_rate = o.decay_lr_rate;
-      z.cycle_first_step_size = o.cycle_first_step_size;
-      z.cycle_second_step_size = o.cycle_second_step_size;
-      z.cycle_first_stair_count = o.cycle_first_stair_count;
-      z.cycle_second_stair_count = o.cycle_second_stair_count;
-      z.decay_step_size = o.decay_step_size;
-      z.cycle_momentum = o.cycle_momentum;
-      z.cycle_min_mom = o.cycle_min_mom;
-      z.cycle_max_mom = o.cycle_max_mom;
-      z.decay_mom_rate = o.decay_mom_rate;
-      return z;
-    }
-    case SchedulerType::LRRangeTest: {
-      const auto& r = s.lr_range_test;
-      return zero::LRRangeTestParams{r.lr_range_test_min_lr, r.lr_range_test_step_size, r.lr_range_test_step_rate,
-                                     r.lr_range_test_staircase};
-    }
-  }
-  return zero::ConstantLRParams{};
-}
 
 Trainer::Trainer(RunSpec spec, const comm::Topology& topology, comm::RankGroups groups, int threads)
     : spec_(std::move(spec)), topo_(topology), groups_(std::move(groups)), cuts_(spec_.cuts) {

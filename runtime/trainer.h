@@ -95,8 +95,4 @@ class Trainer {
   std::string resumed_from_;
 };
 
-// The config's optimizer and scheduler sections in the optimizer's terms.
-zero::AdamConfig adam_config_of(const DsConfig& ds);
-zero::LrScheduleParams lr_schedule_params_of(const DsConfig& ds);
-
 }  // namespace fm::runtime

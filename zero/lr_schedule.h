@@ -58,6 +58,8 @@ struct OneCycleParams {
   double cycle_min_mom = 0.8;
   double cycle_max_mom = 0.9;
   double decay_mom_rate = 0.0;
+
+  int64_t second_step_size() const { return cycle_second_step_size.value_or(cycle_first_step_size); }
 };
 
 struct LRRangeTestParams {

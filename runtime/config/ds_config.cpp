@@ -92,6 +92,9 @@ void describe(V& v, OptimizerConfig& s) {
   v.section("params", s.params, "optimizer parameters");
 }
 
+// The schedules' parameter structs are zero's (zero/lr_schedule.h): their describe() overloads live
+// in the visitors' namespace, where argument-dependent lookup from schema.h finds them.
+namespace schema {
 template <class V>
 void describe(V& v, WarmupLRParams& s) {
   v.field("warmup_min_lr", s.warmup_min_lr, "lr at step 0; \"auto\" = 0", check().ge(0).allow_auto());
@@ -146,6 +149,7 @@ void describe(V& v, LRRangeTestParams& s) {
   v.field("lr_range_test_step_rate", s.lr_range_test_step_rate, "lr increase per interval", check().gt(0));
   v.field("lr_range_test_staircase", s.lr_range_test_staircase, "increase in steps rather than continuously");
 }
+}  // namespace schema
 
 template <class V>
 void describe(V& v, SchedulerConfig& s) {

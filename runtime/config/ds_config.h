@@ -22,6 +22,8 @@
 #include <string_view>
 #include <vector>
 
+#include "zero/lr_schedule.h"
+
 namespace fm::runtime {
 
 // ---- batch ---------------------------------------------------------------------------------------
@@ -64,55 +66,14 @@ struct OptimizerConfig {
 
 // ---- scheduler (the math lives in zero/) -----------------------------------------------------------
 enum class SchedulerType { None, WarmupLR, WarmupDecayLR, WarmupCosineLR, OneCycle, LRRangeTest };
-enum class WarmupType { Log, Linear };
-
-struct WarmupLRParams {
-  double warmup_min_lr = 0.0;
-  double warmup_max_lr = 1e-3;  // when not written: optimizer.params.lr (DeepSpeed >= 0.17)
-  int64_t warmup_num_steps = 1000;
-  WarmupType warmup_type = WarmupType::Log;
-};
-
-struct WarmupDecayLRParams {
-  int64_t total_num_steps = 0;  // required
-  double warmup_min_lr = 0.0;
-  double warmup_max_lr = 1e-3;
-  int64_t warmup_num_steps = 1000;
-  WarmupType warmup_type = WarmupType::Log;
-};
-
-// Scales the optimizer's own lr by a ratio.
-struct WarmupCosineLRParams {
-  int64_t total_num_steps = 0;  // required
-  double warmup_min_ratio = 0.0;
-  int64_t warmup_num_steps = 1000;
-  double cos_min_ratio = 1e-4;
-  WarmupType warmup_type = WarmupType::Log;
-};
-
-struct OneCycleParams {
-  double cycle_min_lr = 0.0;  // required
-  double cycle_max_lr = 0.0;  // required
-  double decay_lr_rate = 0.0;
-  int64_t cycle_first_step_size = 2000;
-  std::optional<int64_t> cycle_second_step_size;  // nullopt = cycle_first_step_size
-  int64_t cycle_first_stair_count = 0;            // accepted, unused (as in DeepSpeed)
-  std::optional<int64_t> cycle_second_stair_count;
-  int64_t decay_step_size = 0;
-  bool cycle_momentum = true;
-  double cycle_min_mom = 0.8;
-  double cycle_max_mom = 0.9;
-  double decay_mom_rate = 0.0;
-
-  int64_t second_step_size() const { return cycle_second_step_size.value_or(cycle_first_step_size); }
-};
-
-struct LRRangeTestParams {
-  double lr_range_test_min_lr = 1e-3;
-  int64_t lr_range_test_step_size = 2000;
-  double lr_range_test_step_rate = 1.0;
-  bool lr_range_test_staircase = false;
-};
+// The parameter structs are the LR schedules' own (zero/lr_schedule.h): same names and defaults
+// as DeepSpeed's keys, so the config fills what the schedule reads.
+using WarmupType = zero::WarmupType;
+using WarmupLRParams = zero::WarmupLRParams;          // warmup_max_lr not written: optimizer.params.lr
+using WarmupDecayLRParams = zero::WarmupDecayLRParams;  // total_num_steps required
+using WarmupCosineLRParams = zero::WarmupCosineLRParams;  // scales optimizer.params.lr; total_num_steps required
+using OneCycleParams = zero::OneCycleParams;          // cycle_min_lr and cycle_max_lr required
+using LRRangeTestParams = zero::LRRangeTestParams;
 
 // Only the member matching `type` is meaningful. None = no scheduler: the lr stays at
 // optimizer.params.lr.
