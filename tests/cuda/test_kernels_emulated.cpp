@@ -79,22 +79,36 @@ double rel_err(const FVec& got, const FVec& want) {
 }
 
 // ---- attention -------------------------------------------------------------------------------------
+// misaligned: every buffer starts one element past a 16-byte boundary, so tiles load element by element.
 template <typename T, int D>
-void attention_case(const AttentionShape& s, uint32_t seed) {
+void attention_case(const AttentionShape& s, uint32_t seed, bool misaligned = false) {
   using namespace fm::kernels::cuda;
   using C = Cfg<T, D>;
   constexpr DType kType = std::is_same_v<T, float> ? DType::F32 : DType::BF16;
-  INFO("B=" << s.B << " T=" << s.T << " H=" << s.H << " Hkv=" << s.Hkv << " D=" << s.D << " " << dtype_name(kType));
+  INFO("B=" << s.B << " T=" << s.T << " H=" << s.H << " Hkv=" << s.Hkv << " D=" << s.D << " " << dtype_name(kType)
+              << (misaligned ? " misaligned" : ""));
   const int64_t N = int64_t(s.B) * s.T;
-  Tensor qkv(random_floats(size_t(N * s.qkv_width()), seed, -2, 2), kType);
+  const size_t skip = misaligned ? 1 : 0;
+  Tensor qkv_storage(random_floats(size_t(N * s.qkv_width()) + skip, seed, -2, 2), kType);
   Tensor out(FVec(size_t(N) * s.H * D), kType);
+  // A view of qkv_storage from element `skip` on.
+  Tensor qkv(FVec(size_t(N * s.qkv_width())), kType);
+  if (misaligned) {
+    T* base = static_cast<T*>(qkv_storage.data()) + skip;
+    const FVec all = qkv_storage.values();
+    qkv = Tensor(FVec(all.begin() + long(skip), all.end()), kType);
+    std::memcpy(base, qkv.data(), size_t(N * s.qkv_width()) * sizeof(T));
+  } else {
+    qkv = qkv_storage;
+  }
+  const T* qkv_ptr = misaligned ? static_cast<T*>(qkv_storage.data()) + skip : static_cast<T*>(qkv.data());
   FVec lse(size_t(s.B) * s.H * s.T, std::nanf(""));
   out.poison();
   const Dims d = dims_of(s);
-  const bool vec = rows_aligned<T>(qkv.data(), d.W);
+  const bool vec = rows_aligned<T>(qkv_ptr, d.W);
+  CHECK(vec == !misaligned);
   emu::launch(dim3(attention_tiles<T, D>(s), s.H, s.B), dim3(C::kThreads), C::kFwdBytes,
-              attention_forward_kernel<T, D>, static_cast<T*>(out.data()), Ref{lse.data(), 0},
-              static_cast<const T*>(qkv.data()), d, vec);
+              attention_forward_kernel<T, D>, static_cast<T*>(out.data()), Ref{lse.data(), 0}, qkv_ptr, d, vec);
   const FVec q_vals = qkv.values();
   FVec want_out(out.values().size()), want_lse(lse.size());
   cpu_ops().attention_forward(f32(want_out.data()), f32(want_lse.data()), f32(q_vals.data()), s);
@@ -110,12 +124,11 @@ void attention_case(const AttentionShape& s, uint32_t seed) {
               D);
   const bool vec_dout = rows_aligned<T>(dout.data(), d.HD);
   emu::launch(dim3(attention_tiles<T, D>(s), s.Hkv, s.B), dim3(C::kThreads), C::kDkvBytes,
-              attention_dkdv_kernel<T, D>, static_cast<T*>(dqkv.data()), static_cast<const T*>(dout.data()),
-              static_cast<const T*>(qkv.data()), Ref{lse.data(), 0}, static_cast<const float*>(dv_rows.data()), d, vec,
-              vec_dout);
-  emu::launch(dim3(attention_tiles<T, D>(s), s.H, s.B), dim3(C::kThreads), C::kDqBytes, attention_dq_kernel<T, D>,
-              static_cast<T*>(dqkv.data()), static_cast<const T*>(dout.data()), static_cast<const T*>(qkv.data()),
+              attention_dkdv_kernel<T, D>, static_cast<T*>(dqkv.data()), static_cast<const T*>(dout.data()), qkv_ptr,
               Ref{lse.data(), 0}, static_cast<const float*>(dv_rows.data()), d, vec, vec_dout);
+  emu::launch(dim3(attention_tiles<T, D>(s), s.H, s.B), dim3(C::kThreads), C::kDqBytes, attention_dq_kernel<T, D>,
+              static_cast<T*>(dqkv.data()), static_cast<const T*>(dout.data()), qkv_ptr, Ref{lse.data(), 0},
+              static_cast<const float*>(dv_rows.data()), d, vec, vec_dout);
   const FVec o_vals = out.values(), g_vals = dout.values();
   FVec want_dqkv(size_t(N * s.qkv_width()));
   cpu_ops().attention_backward(f32(want_dqkv.data()), f32(g_vals.data()), f32(q_vals.data()), f32(o_vals.data()),
@@ -131,6 +144,7 @@ TEST_CASE("emulated attention kernels match the CPU: fp32 path") {
   attention_case<float, 64>({1, 65, 4, 2, 64}, 3);
   attention_case<float, 128>({1, 40, 2, 1, 128}, 4);
   attention_case<float, 64>({2, 1, 2, 1, 64}, 5);
+  attention_case<float, 32>({1, 45, 2, 1, 32}, 10, true);
 }
 
 TEST_CASE("emulated attention kernels match the CPU: bf16 WMMA path") {
@@ -138,6 +152,7 @@ TEST_CASE("emulated attention kernels match the CPU: bf16 WMMA path") {
   attention_case<bf16, 16>({2, 33, 2, 2, 16}, 7);
   attention_case<bf16, 64>({1, 130, 4, 2, 64}, 8);
   attention_case<bf16, 128>({1, 40, 2, 1, 128}, 9);
+  attention_case<bf16, 32>({1, 45, 2, 1, 32}, 11, true);
 }
 
 TEST_CASE("emulated rmsnorm kernels match the CPU (vector and scalar rows)") {
@@ -219,6 +234,16 @@ TEST_CASE("emulated cross-entropy kernels match the CPU: ignored rows, in place"
       const double want = cpu_ops().cross_entropy(f32(want_losses.data()), f32(want_d.data()), f32(lv.data()),
                                                   i32(targets.data()), N, V, scale);
       CHECK(result.bad_targets == 0);
+      if (t == DType::F32 && V == 77) {  // a target outside [0, V) is counted, its row gives 0
+        std::vector<int32_t> bad_targets = targets;
+        bad_targets[4] = V;
+        int bad_count = 0;
+        std::vector<double> rows(static_cast<size_t>(N), std::nan(""));
+        emu::launch(dim3(N), dim3(kCrossEntropyThreads), 0, cross_entropy_kernel<1>, Ref{}, Ref{}, logits.ref(),
+                    static_cast<const int32_t*>(bad_targets.data()), V, scale, rows.data(), &bad_count);
+        CHECK(bad_count == 1);
+        CHECK(rows[4] == 0.0);
+      }
       CHECK(std::abs(result.loss_sum - want) / want < 1e-6);
       CHECK(rel_err(losses, want_losses) < 1e-5);
       CHECK(rel_err(logits.values(), want_d) < tolerance(t));
@@ -237,6 +262,19 @@ TEST_CASE("emulated elementwise kernels match the CPU: add, sum of squares, SwiG
     FVec want(static_cast<size_t>(n));
     cpu_ops().add(f32(want.data()), f32(a.data()), f32(b.data()), n);
     CHECK(rel_err(out, want) == 0.0);
+  }
+  {  // conversion to bf16: the CPU backend's bits
+    std::vector<uint16_t> bits(static_cast<size_t>(n), 0xffff);
+    emu::launch(dim3(grid_for((n + 7) / 8, kElementwiseThreads)), dim3(kElementwiseThreads), 0, map_kernel<CopyOp>,
+                Ref{bits.data(), kBF16}, Ref{a.data(), 0}, Ref{}, n, CopyOp{}, true);
+    bool same = true;
+    for (int64_t i = 0; i < n; ++i) same = same && bits[size_t(i)] == cpu::float_to_bf16(a[size_t(i)]);
+    CHECK(same);
+    FVec scaled = a, want = a;
+    emu::launch(dim3(grid_for(n, kElementwiseThreads)), dim3(kElementwiseThreads), 0, map_kernel<ScaleOp>,
+                Ref{scaled.data(), 0}, Ref{scaled.data(), 0}, Ref{}, n, ScaleOp{0.37f}, false);
+    cpu_ops().scale(f32(want.data()), 0.37f, n);
+    CHECK(rel_err(scaled, want) == 0.0);
   }
   {
     std::vector<double> partial(4, std::nan("")), total(1, std::nan(""));
