@@ -12,25 +12,30 @@
 // stream, each operation synchronizes the device first. The blocking calls (all_reduce, ...,
 // send, recv, barrier) return when the operation has completed on the device, so its result can
 // be used by anything enqueued afterwards. The *_async calls return at once with a Request; after
-// compute_waits() the compute stream sees everything enqueued on the communication stream so far:
-// gradient reduction can overlap the rest of backward that way.
+// compute_waits() the compute stream sees every collective enqueued so far: gradient reduction can
+// overlap the rest of backward that way. Point-to-point messages complete through their Requests.
 //
 // Memory: device buffers go through NCCL. A call whose buffers are all host memory (a loss sum, a
 // flag) is handed to the bootstrap communicator, so one object serves the trainer's host scalars
 // and device tensors; every rank must then pass host memory for that call. Mixing host and device
 // buffers in one call is an internal error.
 //
-// Point to point: NCCL matches sends and receives between two ranks in the order they are posted,
-// whatever the tag: tags are checked but not used to match, so a program must post its messages to a
-// given peer in the same order on both sides (the pipeline schedules do). isend/irecv are collected
-// and issued together as one NCCL group when a Request is tested or waited, or any other operation
-// starts; a send and a receive posted together therefore progress together (no deadlock when two
-// ranks exchange), and a Request completes when every operation issued with it has.
+// Point to point: each pair of ranks that exchanges device messages gets two NCCL communicators of
+// its own, one per direction, each on its own stream, joined at the pair's first device isend/irecv
+// (in either direction: that first call blocks until the peer makes its own first call with this
+// rank; the lower rank sends the two unique ids over the bootstrap communicator, on the reserved tag
+// kMaxTag; a rank that makes its first contacts in ascending peer order cannot deadlock there, and
+// the pipeline executor's receives, posted first and previous stage first, do). So a send and a receive between two ranks never wait for each other, receives may be
+// posted early, and every Request completes on its own. NCCL matches the messages of one direction
+// in the order they are posted, whatever the tag: tags are checked but not used to match, so a
+// program must post its messages of one direction in the same order on both sides (the pipeline
+// executor does: one direction carries activations only, the other gradients only).
 //
 // Failures: a wait that outlasts timeout() aborts the NCCL communicator (ncclCommAbort) and throws
 // fm::RuntimeFault naming this rank, the operation, the group and the peer (for point to point);
 // an asynchronous NCCL error (a peer's process died, a network fault) does the same as soon as it
 // is seen. After that the communicator is unusable, as the Communicator contract says.
+//
 // One-rank groups: Communicator::all_reduce and friends copy a one-rank group's buffers with the
 // host memcpy, which cannot touch device memory; call the *_async forms (which copy on the device)
 // or use in == out for them. new_group of one member returns the host-only single group.

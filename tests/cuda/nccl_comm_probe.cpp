@@ -2,11 +2,12 @@
 //   nccl_comm_probe --count-gpus   prints "gpus N" (N = visible devices) or "gpus 0 <reason>"
 //   nccl_comm_probe                every rank (one GPU each) runs the checks below and prints
 //                                  "nccl checks passed" at the end
-// Checks, with values computed from the rank numbers: all_reduce (sum, max, in place), reduce_scatter,
-// all_gather (in place), broadcast, barrier, a simultaneous send/recv exchange, host buffers handed to
-// the bootstrap communicator, the async all_reduce ordered before a kernel by compute_waits, a
-// sub-group with permuted ranks, and a collective one rank skips: the other's times out with a
-// RuntimeFault naming the group. A failed check prints "CHECK FAILED" and ends the job with code 3.
+// Checks, with values computed from the rank numbers: all_reduce (sum, max, in place),
+// reduce_scatter, all_gather (in place), broadcast, barrier, a simultaneous send/recv exchange,
+// receives posted early that complete one by one, host buffers handed to the bootstrap
+// communicator, the async all_reduce ordered before a kernel by compute_waits, a sub-group with
+// permuted ranks, and a collective one rank skips: the other's times out with a RuntimeFault
+// naming the group. A failed check prints "CHECK FAILED" and ends the job with code 3.
 #include <fmt/format.h>
 
 #include <chrono>
@@ -118,6 +119,36 @@ void run_checks(World& world, kernels::Ops& ops, int device) {
     q.wait();
     s.wait();
     expect(in.get() == pattern(n, (r + p - 1) % p), "isend/irecv ring exchange");
+  }
+  if (r < 2) {  // early receives complete one by one: rank 1 sends its second message only after the
+                // first one arrived and rank 0 answered it (a receive must not wait for a later one)
+    const int other = 1 - r;
+    Buf m1(ops, n), m2(ops, n), a(ops, n), b(ops, n);
+    if (r == 0) {
+      Request r1 = comm->irecv(m1.p, n, DType::F32, other, 11);
+      Request r2 = comm->irecv(m2.p, n, DType::F32, other, 11);
+      a.set(pattern(n, 10));
+      Request sa = comm->isend(a.p, n, DType::F32, other, 12);
+      r1.wait();
+      b.set(pattern(n, 11));
+      Request sb = comm->isend(b.p, n, DType::F32, other, 12);
+      r2.wait();
+      sa.wait();
+      sb.wait();
+      expect(m1.get() == pattern(n, 20) && m2.get() == pattern(n, 21), "early-posted receives, one by one");
+    } else {
+      Request ra = comm->irecv(a.p, n, DType::F32, other, 12);
+      ra.wait();
+      m1.set(pattern(n, 20));
+      Request s1 = comm->isend(m1.p, n, DType::F32, other, 11);
+      Request rb = comm->irecv(b.p, n, DType::F32, other, 12);
+      rb.wait();
+      m2.set(pattern(n, 21));
+      Request s2 = comm->isend(m2.p, n, DType::F32, other, 11);
+      s1.wait();
+      s2.wait();
+      expect(a.get() == pattern(n, 10) && b.get() == pattern(n, 11), "answers of the early-posted receives");
+    }
   }
   {  // host buffers go through the bootstrap communicator
     double host[2] = {double(r), 1.0};
