@@ -9,6 +9,8 @@
 
 #include <unistd.h>
 
+#include "fm_build_config.h"
+#include "kernels/cpu/cpu_ops.h"
 #include "runtime/base/error.h"
 #include "runtime/base/log.h"
 #include "runtime/comm/bootstrap.h"
@@ -16,6 +18,11 @@
 #include "runtime/config/train_args.h"
 #include "runtime/run_spec.h"
 #include "runtime/trainer.h"
+
+#if FM_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#include "runtime/comm/nccl_comm.h"
+#endif
 
 namespace {
 
@@ -95,13 +102,33 @@ int run(int argc, char** argv) {
   fm::log::info_all("{} | rank {} on {} (pid {})", g_world->description(), g_world->rank(), g_world->hostname(),
                     static_cast<long>(getpid()));
 
-  comm::RankGroups groups = comm::make_groups(world, topo);
-  // Ranks on one host share its cores.
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int threads = std::max(1, cores / std::max(1, g_world->local_size()));
+  // The compute backend, and the communicator its buffers travel over.
+  std::unique_ptr<fm::kernels::Ops> ops;
+  comm::CommPtr compute_world = world;
+  try {
+    if (args.device == "cuda") {
+#if FM_HAVE_CUDA
+      const int device = fm::kernels::cuda::select_cuda_device(g_world->size() > 1 ? g_world->local_rank() : -1);
+      ops = fm::kernels::cuda::make_cuda_ops(device);
+      if (g_world->size() > 1) {
+        compute_world = comm::make_nccl_communicator(world, device, boot.timeout);
+        comm::as_nccl(*compute_world)->set_compute_stream(fm::kernels::cuda::as_cuda_ops(*ops)->stream());
+      }
+#endif
+    } else {
+      // Ranks on one host share its cores.
+      const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+      ops = fm::kernels::make_cpu_ops(std::max(1, cores / std::max(1, g_world->local_size())));
+    }
+  } catch (const fm::InputError& e) {
+    setup_error = fm::format_input_error(e);
+  }
+  agree_on_setup_errors(world, setup_error);
+
+  comm::RankGroups groups = comm::make_groups(compute_world, topo);
   std::unique_ptr<Trainer> trainer;
   try {
-    trainer = std::make_unique<Trainer>(std::move(spec), topo, groups, threads);
+    trainer = std::make_unique<Trainer>(std::move(spec), topo, groups, std::move(ops));
   } catch (const fm::InputError& e) {
     setup_error = fm::format_input_error(e);
   }

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "data/tokenizer/tokenizer.h"
+#include "fm_build_config.h"
 #include "pipeline/partition.h"
 #include "runtime/base/error.h"
 #include "model/param_layout.h"
@@ -61,6 +62,9 @@ RunSpec prepare_run(const TrainArgs& args, const WorldShape& world) {
   spec.ds = args.deepspeed_config.empty() ? default_ds_config() : load_ds_config(args.deepspeed_config);
   spec.model = choose_model_config(args, spec.notes);
 
+  if (args.device == "cuda" && !FM_HAVE_CUDA)
+    throw InputError("--device", "this build has no CUDA backend",
+                     "build where nvcc, cuBLAS and NCCL are installed (meson setup -Dcuda=enabled)");
   if (args.model_parallel_size != 1)
     throw InputError("--model_parallel_size", "tensor parallelism is not implemented", "use --model_parallel_size 1");
   spec.pipe = args.pipe_parallel_size;

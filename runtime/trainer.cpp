@@ -6,7 +6,6 @@
 #include <cmath>
 #include <filesystem>
 
-#include "kernels/cpu/cpu_ops.h"
 #include "model/init.h"
 #include "model/io/hf_checkpoint.h"
 #include "runtime/checkpoint/distributed.h"
@@ -37,8 +36,9 @@ pipeline::ScheduleKind train_schedule_kind(const DsConfig& ds) {
 
 }  // namespace
 
-Trainer::Trainer(RunSpec spec, const comm::Topology& topology, comm::RankGroups groups, int threads)
-    : spec_(std::move(spec)), topo_(topology), groups_(std::move(groups)), cuts_(spec_.cuts) {
+Trainer::Trainer(RunSpec spec, const comm::Topology& topology, comm::RankGroups groups,
+                 std::unique_ptr<kernels::Ops> ops)
+    : spec_(std::move(spec)), topo_(topology), groups_(std::move(groups)), cuts_(spec_.cuts), ops_(std::move(ops)) {
   const TrainArgs& a = spec_.args;
   const int s = groups_.coord.stage, p = spec_.pipe;
   const bool first = s == 0, last = s == p - 1;
@@ -69,7 +69,6 @@ Trainer::Trainer(RunSpec spec, const comm::Topology& topology, comm::RankGroups 
   if (last && train_schedule_.kind == pipeline::ScheduleKind::OneFOneB) slots = 1;
 
   const int zero_stage = static_cast<int>(spec_.ds.zero_optimization.stage);
-  ops_ = kernels::make_cpu_ops(threads);
   const int64_t numel = model::make_param_layout(spec_.model, cuts_[s], cuts_[s + 1]).total;
   model::StageShape shape{layout.micro_batch, layout.seq_len, slots,
                           zero::ZeroOptimizer::buffer_elements(numel, spec_.dp),
@@ -132,9 +131,11 @@ void Trainer::resume() {
   if (!res.reader) return;
   const checkpoint::CheckpointReader& r = *res.reader;
   std::vector<float> host(static_cast<size_t>(layout.total));
-  checkpoint::load_rank_state(r, layout, own.begin, own.end, host.data(), zero_->adam().exp_avg().as<float>(),
-                              zero_->adam().exp_avg_sq().as<float>());
+  std::vector<float> m(static_cast<size_t>(own.size())), v(static_cast<size_t>(own.size()));
+  checkpoint::load_rank_state(r, layout, own.begin, own.end, host.data(), m.data(), v.data());
   stage_->upload_params(host.data());
+  from_host(zero_->adam().exp_avg().as<float>(), m);
+  from_host(zero_->adam().exp_avg_sq().as<float>(), v);
   const checkpoint::TrainState& st = r.state();
   step_ = st.global_step;
   skipped_ = st.skipped_steps;
@@ -159,9 +160,12 @@ void Trainer::save_checkpoint() {
   req.output_dir = a.output_dir;
   req.step = step_;
   req.writes = sr.writes;
-  req.shard = {groups_.coord.stage, groups_.coord.data, &layout, sr.begin, sr.end, stage_->params() + sr.begin,
-               zero_->adam().exp_avg().as<float>() + (sr.begin - own.begin),
-               zero_->adam().exp_avg_sq().as<float>() + (sr.begin - own.begin)};
+  // This rank's shard of parameters and Adam moments, in host memory.
+  const int64_t n = sr.end - sr.begin;
+  const std::vector<float> params = to_host(stage_->params() + sr.begin, n);
+  const std::vector<float> m = to_host(zero_->adam().exp_avg().as<float>() + (sr.begin - own.begin), n);
+  const std::vector<float> v = to_host(zero_->adam().exp_avg_sq().as<float>() + (sr.begin - own.begin), n);
+  req.shard = {groups_.coord.stage, groups_.coord.data, &layout, sr.begin, sr.end, params.data(), m.data(), v.data()};
   req.model = &spec_.model;
   req.topology = {spec_.pipe, spec_.dp, zero_->zero_stage(), groups_.world->size(), cuts_};
   req.state.global_step = step_;
@@ -176,6 +180,18 @@ void Trainer::save_checkpoint() {
   req.keep = resumed_from_;
   const checkpoint::SaveResult res = checkpoint::save_checkpoint(*groups_.world, req);
   log::info("saved checkpoint {} ({}, {:.2f} s)", res.path, human_bytes(static_cast<double>(res.bytes)), res.seconds);
+}
+
+std::vector<float> Trainer::to_host(const float* backend, int64_t n) const {
+  std::vector<float> host(static_cast<size_t>(std::max<int64_t>(n, 0)));
+  if (n > 0) ops_->copy(kernels::f32(host.data()), kernels::f32(backend), n);
+  ops_->synchronize();
+  return host;
+}
+
+void Trainer::from_host(float* backend, const std::vector<float>& host) const {
+  if (!host.empty()) ops_->copy(kernels::f32(backend), kernels::f32(host.data()), int64_t(host.size()));
+  ops_->synchronize();
 }
 
 RankMemory Trainer::memory() const {
@@ -233,10 +249,11 @@ void Trainer::print_header() {
               v[4]);
   }
   const DataType prec = spec_.ds.precision();
+  const std::string backend = a.device == "cuda" ? "the CUDA backend" : "the CPU backend";
   if (prec != DataType::FP32)
-    log::info("precision: the config asks for {}; the CPU backend computes in fp32", to_string(prec));
+    log::info("precision: the config asks for {}; {} computes in fp32", to_string(prec), backend);
   else
-    log::info("precision: fp32 (CPU backend)");
+    log::info("precision: fp32 ({})", backend);
   log::info("resolved config:\n{}", ds_config_to_json(spec_.ds));
 }
 

@@ -50,7 +50,9 @@ struct RankMemory {
 
 class Trainer {
  public:
-  Trainer(RunSpec spec, const comm::Topology& topology, comm::RankGroups groups, int threads);
+  // `ops` is the compute backend (CPU, or CUDA with `groups` built over NCCL); everything the
+  // stage allocates lives in its memory.
+  Trainer(RunSpec spec, const comm::Topology& topology, comm::RankGroups groups, std::unique_ptr<kernels::Ops> ops);
   ~Trainer();
 
   // The start header on rank 0: layout, model, batch, tokens, memory per rank, resolved config.
@@ -68,6 +70,9 @@ class Trainer {
 
  private:
   void init_parameters();
+  // Copies of backend memory in host memory (the checkpoint code reads and writes host memory).
+  std::vector<float> to_host(const float* backend, int64_t n) const;
+  void from_host(float* backend, const std::vector<float>& host) const;
   void resume();
   void save_checkpoint();
   void log_step(const StepResult& r);

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <cstdlib>
+#include <string_view>
 
 #include "kernels/cuda/cuda_ops.h"
 #include "runtime/base/error.h"
@@ -17,6 +18,10 @@ int select_cuda_device(int local_rank, bool allow_sharing) {
   }
   if (count == 0) throw RuntimeFault("no CUDA device is visible (check CUDA_VISIBLE_DEVICES)");
   if (local_rank < 0) return 0;
+  // A launcher (fmlaunch, Slurm's --gpus-per-task) that gives each rank exactly one GPU leaves it
+  // alone in CUDA_VISIBLE_DEVICES: that GPU is the rank's, whatever its local rank.
+  const char* only = std::getenv("CUDA_VISIBLE_DEVICES");
+  if (count == 1 && only && *only && std::string_view(only).find(',') == std::string_view::npos) return 0;
   if (local_rank < count) return local_rank;
   if (allow_sharing) return local_rank % count;
   const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");

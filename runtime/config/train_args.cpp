@@ -160,6 +160,13 @@ const std::vector<Flag>& flags() {
       bool_flag("use_fused_ops", &TrainArgs::use_fused_ops, "fused kernels (GPU backend)"),
       bool_flag("dry_run", &TrainArgs::dry_run, "validate everything, print the resolved config and plan, exit 0"),
       int_flag("comm_timeout", &TrainArgs::comm_timeout, 1, "seconds before a stuck collective fails the run"),
+      {"device", "cpu|cuda", Arity::One,
+       "compute backend: cpu (oneTBB + OpenBLAS), or cuda (the rank's GPU by LOCAL_RANK, NCCL between ranks)",
+       [](TrainArgs& a, const std::string& flag, const std::vector<std::string>& v) {
+         if (v[0] != "cpu" && v[0] != "cuda") throw InputError(flag, "expected cpu or cuda, got " + quote(v[0]));
+         a.device = v[0];
+       },
+       [](const TrainArgs& a) { return a.device; }},
       {"comm_backend", "auto|mpi|gloo", Arity::One,
        "how ranks meet: auto = MPI under mpirun/srun, Gloo with RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT",
        [](TrainArgs& a, const std::string& flag, const std::vector<std::string>& v) {

@@ -51,6 +51,7 @@ struct TrainArgs {
   bool dry_run = false;
   int64_t comm_timeout = 300;  // seconds
   std::string comm_backend = "auto";  // auto | mpi | gloo
+  std::string device = "cpu";         // cpu | cuda
   int local_rank = -1;         // accepted from launchers, otherwise unused; -1 = not given
   int rank = -1;
   bool help = false;
