@@ -51,8 +51,10 @@ struct AttentionShape {
 };
 
 // One AdamW/Adam update over a contiguous range (the optimizer calls it per weight-decay group).
+// Hyper-parameters are doubles, as torch receives them from Python: the coefficients formed from
+// them (1 - beta1, lr / bias correction, ...) are rounded to the compute type only at the end.
 struct AdamStep {
-  float lr = 0, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0;
+  double lr = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
   bool adam_w_mode = true;  // true: decoupled decay (AdamW); false: L2 added to the gradient (Adam)
   int64_t step = 1;         // 1-based, for bias correction
 };

@@ -33,15 +33,15 @@ void AdamOptimizer::step(kernels::View master, kernels::View grad, kernels::View
            "the optimizer updates fp32 masters from fp32 gradients");
   ++step_count_;
   kernels::AdamStep s;
-  s.lr = static_cast<float>(config_.lr);
-  s.beta1 = static_cast<float>(config_.beta1);
-  s.beta2 = static_cast<float>(config_.beta2);
-  s.eps = static_cast<float>(config_.eps);
+  s.lr = config_.lr;
+  s.beta1 = config_.beta1;
+  s.beta2 = config_.beta2;
+  s.eps = config_.eps;
   s.adam_w_mode = config_.adam_w_mode;
   s.step = step_count_;
   for (const Segment& seg : range_.update) {
     const int64_t at = seg.begin - range_.begin;
-    s.weight_decay = seg.decay ? static_cast<float>(config_.weight_decay) : 0.0f;
+    s.weight_decay = seg.decay ? config_.weight_decay : 0.0;
     ops_.adam_update(offset_view(master, at), offset_view(grad, at), kernels::f32(m_ + at),
                      kernels::f32(v_ + at), offset_view(param_out, at), seg.size(), s);
   }

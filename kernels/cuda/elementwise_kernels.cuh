@@ -194,36 +194,8 @@ __global__ void embedding_forward_kernel(Ref out, const int32_t* tokens, Ref tab
 }
 
 // ---- Adam ----------------------------------------------------------------------------------------------
-// Host side: the coefficients, formed in double from the hyper-parameters and rounded to float.
-// A float as the decimal it was written as (0.9f -> 0.9), the same rule as the CPU backend's Adam,
-// so that both backends form identical coefficients.
-inline double as_written(float x) {
-  char text[32];
-  const auto printed = std::to_chars(text, text + sizeof(text), x);
-  double value = x;
-  std::from_chars(text, printed.ptr, value);
-  return value;
-}
-
-inline AdamCoefficients adam_coefficients(const AdamStep& s) {
-  const double lr = as_written(s.lr), b1 = as_written(s.beta1), b2 = as_written(s.beta2);
-  const double wd = as_written(s.weight_decay);
-  const double bc1 = 1.0 - std::pow(b1, double(s.step));
-  const double bc2 = 1.0 - std::pow(b2, double(s.step));
-  const bool decay = s.weight_decay != 0.0f;
-  AdamCoefficients c{};
-  c.small_w1 = std::abs(1.0 - b1) < 0.5;
-  c.decay_mul = decay && s.adam_w_mode ? static_cast<float>(1.0 - lr * wd) : 1.0f;
-  c.decay_add = decay && !s.adam_w_mode ? static_cast<float>(wd) : 0.0f;
-  const float w1 = static_cast<float>(1.0 - b1);
-  c.lerp_coeff = c.small_w1 ? w1 : w1 - 1.0f;
-  c.beta2 = static_cast<float>(b2);
-  c.w2 = static_cast<float>(1.0 - b2);
-  c.neg_step = static_cast<float>(-(lr / bc1));
-  c.bc2_sqrt = static_cast<float>(std::pow(bc2, 0.5));
-  c.eps = static_cast<float>(as_written(s.eps));
-  return c;
-}
+// Host side: the coefficients (kernels/adam_coefficients.h), the same as the CPU backend's.
+inline AdamCoefficients adam_coefficients(const AdamStep& s) { return fm::kernels::adam_coefficients<float>(s); }
 
 // kernels/cpu/adam.cpp, element by element:
 //   p = master * decay_mul;  g = fma(master, decay_add, grad)

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/adam_coefficients.h"
 #include "kernels/ops.h"
 
 namespace fm::kernels::cuda {
@@ -75,12 +76,8 @@ void launch_swiglu_backward(cudaStream_t s, Ref dgateup, Ref dout, Ref gateup, i
 void launch_rope(cudaStream_t s, Ref qkv, Ref cos_sin, const AttentionShape& shape, bool inverse);
 void launch_embedding_forward(cudaStream_t s, Ref out, const int32_t* tokens, Ref table, int N, int C);
 
-// Adam coefficients as float, formed on the host exactly as the CPU backend forms them
-// (elementwise_kernels.cuh: adam_coefficients).
-struct AdamCoefficients {
-  float decay_mul, decay_add, lerp_coeff, beta2, w2, neg_step, bc2_sqrt, eps;
-  bool small_w1;
-};
+// Adam coefficients as float, formed on the host exactly as the CPU backend forms them.
+using AdamCoefficients = fm::kernels::AdamCoefficients<float>;
 void launch_adam(cudaStream_t s, Ref master, Ref grad, Ref m, Ref v, Ref param_out, int64_t n, const AdamStep& step);
 
 // ---- rmsnorm.cu ----------------------------------------------------------------------------------

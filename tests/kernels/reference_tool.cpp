@@ -55,11 +55,11 @@ int adam(int argc, char** argv) {
     return 1;
   }
   fm::kernels::AdamStep s;
-  s.lr = std::strtof(argv[5], nullptr);
-  s.beta1 = std::strtof(argv[6], nullptr);
-  s.beta2 = std::strtof(argv[7], nullptr);
-  s.eps = std::strtof(argv[8], nullptr);
-  s.weight_decay = std::strtof(argv[9], nullptr);
+  s.lr = std::strtod(argv[5], nullptr);
+  s.beta1 = std::strtod(argv[6], nullptr);
+  s.beta2 = std::strtod(argv[7], nullptr);
+  s.eps = std::strtod(argv[8], nullptr);
+  s.weight_decay = std::strtod(argv[9], nullptr);
   s.adam_w_mode = std::atoi(argv[10]) != 0;
   auto ops = fm::kernels::make_cpu_ops();
   std::vector<float> p(input.begin(), input.begin() + n), m(n, 0.0f), v(n, 0.0f);
