@@ -252,7 +252,9 @@ int main(int argc, char** argv) {
   } catch (const fm::InputError& e) {
     std::fprintf(stderr, "%s\n", fm::format_input_error(e).c_str());
     std::fflush(stderr);
-    if (world && world->size() > 1) fm::comm::abort_job(2, "input error");
+    // Input errors of the checkpoint code are agreed on by every rank (open_for_resume): all end
+    // cleanly together. (Several ranks calling MPI_Abort at once can crash Open MPI's mpirun.)
+    if (world) world->finalize();
     return fm::kExitInputError;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
