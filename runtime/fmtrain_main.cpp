@@ -114,6 +114,13 @@ int run(int argc, char** argv) {
         compute_world = comm::make_nccl_communicator(world, device, boot.timeout);
         comm::as_nccl(*compute_world)->set_compute_stream(fm::kernels::cuda::as_cuda_ops(*ops)->stream());
       }
+      // One-rank groups copy between device buffers (every collective buffer is 4-byte elements).
+      fm::kernels::Ops* device_ops = ops.get();
+      compute_world->set_local_copy([device_ops](void* out, const void* in, size_t bytes) {
+        FM_CHECK(bytes % 4 == 0, "collective buffers hold 4- or 8-byte elements");
+        device_ops->copy(fm::kernels::f32(static_cast<float*>(out)), fm::kernels::f32(static_cast<const float*>(in)),
+                         int64_t(bytes / 4));
+      });
 #endif
     } else {
       // Ranks on one host share its cores.

@@ -110,9 +110,6 @@ bool overlaps(const void* a, size_t an, const void* b, size_t bn) {
   return an && bn && pa < pb + bn && pb < pa + an;
 }
 
-void copy_if_distinct(void* out, const void* in, size_t bytes) {
-  if (out != in) std::memcpy(out, in, bytes);
-}
 
 void check_reducible(DType t, const char* op) {
   FM_CHECK(dtype_reducible(t), fmt::format("{} of {} is not supported (f32, f64, i32, i64 only)", op, dtype_name(t)));
@@ -124,7 +121,7 @@ void Communicator::all_reduce(const void* in, void* out, size_t count, DType t, 
   const size_t bytes = count * dtype_size(t);
   FM_CHECK(in == out || !overlaps(in, bytes, out, bytes), "all_reduce: in and out overlap without being equal");
   if (count == 0) return;
-  if (size() == 1) return copy_if_distinct(out, in, bytes);
+  if (size() == 1) return copy_local(out, in, bytes);
   do_all_reduce(in, out, count, t, op);
 }
 
@@ -135,7 +132,7 @@ void Communicator::reduce_scatter(const void* in, void* out, size_t block, DType
   FM_CHECK(out == own || !overlaps(in, bytes * size(), out, bytes),
            "reduce_scatter: out overlaps in without being this rank's block");
   if (block == 0) return;
-  if (size() == 1) return copy_if_distinct(out, in, bytes);
+  if (size() == 1) return copy_local(out, in, bytes);
   do_reduce_scatter(in, out, block, t, op);
 }
 
@@ -145,7 +142,7 @@ void Communicator::all_gather(const void* in, void* out, size_t block, DType t) 
   FM_CHECK(in == own || !overlaps(in, bytes, out, bytes * size()),
            "all_gather: in overlaps out without being this rank's block");
   if (block == 0) return;
-  if (size() == 1) return copy_if_distinct(out, in, bytes);
+  if (size() == 1) return copy_local(out, in, bytes);
   do_all_gather(in, out, block, t);
 }
 
@@ -194,6 +191,12 @@ Request Communicator::irecv(void* buf, size_t count, DType t, int peer, int tag)
   return do_irecv(buf, count * dtype_size(t), peer, tag, "irecv");
 }
 
+void Communicator::copy_local(void* out, const void* in, size_t bytes) const {
+  if (out == in || bytes == 0) return;
+  if (local_copy_) local_copy_(out, in, bytes);
+  else std::memcpy(out, in, bytes);
+}
+
 std::shared_ptr<Communicator> Communicator::new_group(const std::vector<int>& world_ranks, const std::string& name) {
   FM_CHECK(!world_ranks.empty(), "new_group: empty rank list");
   std::set<int> seen;
@@ -202,7 +205,11 @@ std::shared_ptr<Communicator> Communicator::new_group(const std::vector<int>& wo
     FM_CHECK(seen.insert(r).second, fmt::format("new_group '{}': rank {} listed twice", name, r));
   }
   if (!seen.count(world_rank())) return nullptr;
-  if (world_ranks.size() == 1) return make_single_group(world_ranks[0], name, timeout());
+  if (world_ranks.size() == 1) {
+    CommPtr single = make_single_group(world_ranks[0], name, timeout());
+    single->set_local_copy(local_copy_);
+    return single;
+  }
   return do_new_group(world_ranks, name);
 }
 

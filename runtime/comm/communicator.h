@@ -19,6 +19,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -76,6 +77,11 @@ class Communicator : public std::enable_shared_from_this<Communicator> {
 
   Millis timeout() const { return timeout_; }
   void set_timeout(Millis t);
+
+  // How a one-rank group moves data between its own buffers (its collectives are copies): memcpy
+  // for host memory; a GPU backend sets a device-aware copy. Sub-groups of one rank inherit it.
+  using LocalCopy = std::function<void(void* out, const void* in, size_t bytes)>;
+  void set_local_copy(LocalCopy copy) { local_copy_ = std::move(copy); }
 
   // ---- collectives -----------------------------------------------------------------------------
   // out = op over ranks of in; in == out is in place, other overlaps are not allowed.
@@ -135,6 +141,7 @@ class Communicator : public std::enable_shared_from_this<Communicator> {
 
   // Messages shared by the backends (world ranks in the text).
   std::string prefix() const;  // "rank 2: "
+  void copy_local(void* out, const void* in, size_t bytes) const;  // the one-rank collectives' copy
   std::string p2p_label(const char* op, int peer) const;  // "recv from rank 1 (pipeline group)"
   std::string timeout_message(const std::string& what, const std::vector<int>& waiting_for) const;
   [[noreturn]] void throw_timeout(const std::string& what, const std::vector<int>& waiting_for) const;
@@ -144,6 +151,7 @@ class Communicator : public std::enable_shared_from_this<Communicator> {
   std::vector<int> global_ranks_;
   std::string name_;
   Millis timeout_;
+  LocalCopy local_copy_;
 };
 
 using CommPtr = std::shared_ptr<Communicator>;
