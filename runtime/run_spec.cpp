@@ -96,6 +96,22 @@ RunSpec prepare_run(const TrainArgs& args, const WorldShape& world) {
     throw InputError("optimizer.params.bias_correction", "false is not supported: Adam always uses bias correction",
                      "remove the key or set it to true");
 
+  // Sections that are read but not acted on: say so rather than let a user believe they work.
+  const DsConfig& ds = spec.ds;
+  const std::pair<bool, const char*> recorded[] = {
+      {ds.tensorboard.enabled, "tensorboard.enabled: no TensorBoard events are written (metrics.jsonl has every step)"},
+      {ds.csv_monitor.enabled, "csv_monitor.enabled: no CSV files are written (metrics.jsonl has every step)"},
+      {ds.wandb.enabled, "wandb.enabled: nothing is sent to Weights & Biases (metrics.jsonl has every step)"},
+      {ds.flops_profiler.enabled, "flops_profiler.enabled: no FLOP profile is taken"},
+      {ds.comms_logger.enabled, "comms_logger.enabled: collectives are not logged"},
+      {ds.wall_clock_breakdown, "wall_clock_breakdown: no per-phase timings are printed"},
+      {ds.activation_checkpointing.partition_activations || ds.activation_checkpointing.cpu_checkpointing ||
+           ds.pipeline.activation_checkpoint_interval > 0,
+       "activation checkpointing: activations are kept, not recomputed"},
+  };
+  for (const auto& [on, what] : recorded)
+    if (on) spec.notes.push_back(fmt::format("note: {} (accepted for compatibility; not implemented)", what));
+
   // The schedule checks its parameters as DeepSpeed does (InputError at scheduler.params.<key>).
   (void)zero::LrSchedule(lr_schedule_params_of(spec.ds), spec.ds.optimizer.params.lr);
 

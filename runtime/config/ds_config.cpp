@@ -354,8 +354,9 @@ void describe(V& v, DsConfig& s) {
             scheduler_opts());
   v.field("gradient_clipping", s.gradient_clipping, "clip the global gradient L2 norm to this; 0 = off",
           check().ge(0));
-  v.field("steps_per_print", s.steps_per_print, "log every this many steps; 0 = never", check().ge(0));
-  v.field("wall_clock_breakdown", s.wall_clock_breakdown, "log per-phase timings every steps_per_print steps");
+  v.field("steps_per_print", s.steps_per_print,
+          "recorded; fmtrain logs every --log_steps steps (FMEngine's flag)", check().ge(0));
+  v.field("wall_clock_breakdown", s.wall_clock_breakdown, "recorded; per-phase timings are not implemented");
   v.field("prescale_gradients", s.prescale_gradients, "divide gradients before the all-reduce");
   v.field("gradient_predivide_factor", s.gradient_predivide_factor, "pre-divide factor with prescale_gradients",
           check().gt(0));
