@@ -18,4 +18,4 @@ print(f"first loss {first:.4f}, last loss {last:.4f}, ratio {first / last:.2f}")
 if not (last <= first / 2):
     sys.exit(f"the loss did not fall by half: {first} -> {last}")
 PY
-echo "quickstart wall time: $(echo "$end - $start" | bc) s"
+echo "quickstart wall time: $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }') s"
