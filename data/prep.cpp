@@ -373,8 +373,9 @@ PrepSummary prepare_shard(const PrepOptions& opt, const Tokenizer& tokenizer, ui
     progress.update(sum.documents, sum.tokens, bytes_done);
   };
 
-  // More threads than cores only adds contention (and oneTBB would cap them anyway).
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // More threads than cores only adds contention. The cores this process may run on (a rank bound
+  // to one core by mpirun gets 1), as oneTBB counts them, not the machine's.
+  const int cores = std::max(1, tbb::this_task_arena::max_concurrency());
   const int threads = opt.threads > 0 ? std::min(opt.threads, cores) : cores;
   tbb::task_arena arena(threads);
   arena.execute([&] {
