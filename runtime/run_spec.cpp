@@ -113,7 +113,8 @@ RunSpec prepare_run(const TrainArgs& args, const WorldShape& world) {
     if (on) spec.notes.push_back(fmt::format("note: {} (accepted for compatibility; not implemented)", what));
 
   // The schedule checks its parameters as DeepSpeed does (InputError at scheduler.params.<key>).
-  (void)zero::LrSchedule(lr_schedule_params_of(spec.ds), spec.ds.optimizer.params.lr);
+  const zero::LrSchedule schedule(lr_schedule_params_of(spec.ds), spec.ds.optimizer.params.lr);
+  for (const std::string& w : schedule.warnings()) spec.notes.push_back("warning: " + w);
 
   if (args.max_seq_len < 1) throw InputError("--max_seq_len", "must be at least 1");
   if (args.max_seq_len > spec.model.max_position_embeddings)

@@ -7,7 +7,6 @@
 #include <numbers>
 
 #include "runtime/base/error.h"
-#include "runtime/base/log.h"
 
 // Each formula keeps the order of DeepSpeed's floating-point operations, so the values agree to
 // the last bit with the same libm (the reference test allows 1e-12 relative).
@@ -148,9 +147,9 @@ double range_test_lr(const LRRangeTestParams& p, int64_t t) {
   return p.lr_range_test_min_lr * (1 + p.lr_range_test_step_rate * interval);
 }
 
-void warn_short_total(int64_t total, int64_t warmup) {
+void warn_short_total(int64_t total, int64_t warmup, std::vector<std::string>& warnings) {
   if (total < std::max<int64_t>(2, warmup))
-    log::warn("scheduler: total_num_steps {} is less than warmup_num_steps {}", total, warmup);
+    warnings.push_back(fmt::format("scheduler: total_num_steps {} is less than warmup_num_steps {}", total, warmup));
 }
 
 }  // namespace
@@ -159,13 +158,13 @@ LrSchedule::LrSchedule(const LrScheduleParams& params, double base_lr) : params_
   std::visit(Overloaded{
                  [](const ConstantLRParams&) {},
                  [](const WarmupLRParams& p) { require_positive(p.warmup_num_steps, "warmup_num_steps"); },
-                 [](const WarmupDecayLRParams& p) {
+                 [this](const WarmupDecayLRParams& p) {
                    require_positive(p.warmup_num_steps, "warmup_num_steps");
-                   warn_short_total(p.total_num_steps, p.warmup_num_steps);
+                   warn_short_total(p.total_num_steps, p.warmup_num_steps, warnings_);
                  },
-                 [](const WarmupCosineLRParams& p) {
+                 [this](const WarmupCosineLRParams& p) {
                    require_positive(p.warmup_num_steps, "warmup_num_steps");
-                   warn_short_total(p.total_num_steps, p.warmup_num_steps);
+                   warn_short_total(p.total_num_steps, p.warmup_num_steps, warnings_);
                  },
                  [](const OneCycleParams& p) {
                    require_positive(p.cycle_first_step_size, "cycle_first_step_size");

@@ -16,7 +16,9 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <string>
 #include <variant>
+#include <vector>
 
 namespace fm::zero {
 
@@ -98,11 +100,14 @@ class LrSchedule {
 
   const LrScheduleParams& params() const { return params_; }
   std::string_view name() const;  // DeepSpeed's type name, "" for ConstantLR
+  // Suspicious but legal parameters (a total shorter than the warm-up), for the start-up log.
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
   LrScheduleParams params_;
   double base_lr_;
   int64_t t_ = -1;
+  std::vector<std::string> warnings_;
 };
 
 }  // namespace fm::zero
